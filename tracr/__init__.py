@@ -1,0 +1,1 @@
+"""Our own tracr-compatible RASP compiler (independent implementation of DeepMind tracr's public API)."""
