@@ -8,6 +8,7 @@ Decoder-only, no LayerNorm, ReLU MLPs, attention logits scaled by 1/sqrt(key_siz
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import NamedTuple, Optional
 
 import haiku as hk
@@ -48,7 +49,7 @@ class MultiHeadAttention(hk.Module):
         q = hk.Linear(H * K, name="query")(x).reshape(B, T, H, K)
         k = hk.Linear(H * K, name="key")(x).reshape(B, T, H, K)
         v = hk.Linear(H * K, name="value")(x).reshape(B, T, H, K)
-        logits = jnp.einsum("bthk,bshk->bhts", q, k) / jnp.sqrt(K).astype(x.dtype)  # [B, H, T, T]
+        logits = jnp.einsum("bthk,bshk->bhts", q, k) / math.sqrt(K)  # [B, H, T, T]
         logits = jnp.where(mask, logits, -1e30)
         weights = jax.nn.softmax(logits, axis=-1)
         mixed = jnp.einsum("bhts,bshk->bthk", weights, v).reshape(B, T, H * K)
