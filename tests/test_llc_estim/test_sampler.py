@@ -1,0 +1,100 @@
+"""Fast tests of the SGLD sampler and the LLC estimator."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from llc_estim import SGLDConfig, SGLDDivergenceError, estimate_llc
+from llc_estim.diagnostics import split_rhat
+from tests.test_llc_estim.models import linear_regression, mse
+
+
+def test_noise_off_step_is_gradient_descent():
+    """With localization 0 and the noise removed, one step is GD with step eps*nbeta/2."""
+    model, data = linear_regression(3, 50)
+    with torch.no_grad():
+        model.w.add_(0.3)
+    w0 = model.w.detach().clone()
+    cfg = SGLDConfig(step_size=1e-3, localization=0.0, nbeta=10.0, num_chains=1, num_draws=2, num_burnin=0,
+                     mala_every=0, progress=False)
+    res = estimate_llc(model, data, mse, cfg)
+    x, y = data.tensors
+    w = w0.clone().requires_grad_(True)
+    ((x @ w - y) ** 2).mean().backward()
+    w1 = w0 - 0.5 * 1e-3 * 10.0 * w.grad
+    # the second recorded loss is at w1 plus noise; recompute with the noise of the same generator
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence(0).spawn(1)[0].generate_state(1, np.uint64)[0]
+                                            >> np.uint64(1)))
+    noise = torch.randn(3, generator=gen, dtype=torch.float64).view(3, 1)
+    expected_loss = float(((x @ (w1 + math.sqrt(1e-3) * noise) - y) ** 2).mean())
+    assert res.loss_trace[0, 0] == pytest.approx(float(((x @ w0 - y) ** 2).mean()), rel=1e-12)
+    assert res.loss_trace[0, 1] == pytest.approx(expected_loss, rel=1e-10)
+
+
+def test_estimator_identity_and_parameters_unchanged():
+    model, data = linear_regression(4, 200)
+    before = model.w.detach().clone()
+    cfg = SGLDConfig(step_size=1e-4, num_chains=3, num_draws=50, num_burnin=10, batch_size=32, progress=False)
+    res = estimate_llc(model, data, mse, cfg)
+    assert torch.equal(model.w, before)
+    assert res.loss_trace.shape == (3, 50) and res.burnin_trace.shape == (3, 10)
+    np.testing.assert_array_equal(res.llc_per_chain, res.nbeta * (res.loss_trace.mean(1) - res.init_loss))
+    assert res.nbeta == pytest.approx(200 / math.log(200))
+    assert res.init_loss == pytest.approx(float(mse(model, data.tensors)), rel=1e-12)
+    assert res.to_dict()["llc/mean"] == res.llc_mean
+
+
+def test_same_seed_same_numbers_different_seed_different_chains():
+    model, data = linear_regression(4, 100)
+    cfg = SGLDConfig(step_size=1e-4, num_chains=2, num_draws=20, num_burnin=5, batch_size=16, progress=False)
+    a, b = estimate_llc(model, data, mse, cfg), estimate_llc(model, data, mse, cfg)
+    np.testing.assert_array_equal(a.loss_trace, b.loss_trace)
+    assert not np.array_equal(a.loss_trace[0], a.loss_trace[1])
+    c = estimate_llc(model, data, mse, SGLDConfig(**{**cfg.__dict__, "seed": 1}))
+    assert not np.array_equal(a.loss_trace, c.loss_trace)
+
+
+def test_nan_loss_raises_divergence_naming_chain_and_step():
+    model, data = linear_regression(2, 20)
+
+    def bad_loss(m, batch):
+        out = mse(m, batch)
+        return out / 0.0 * 0.0  # NaN
+
+    with pytest.raises(SGLDDivergenceError, match="chain 0 at step 0"):
+        estimate_llc(model, data, bad_loss, SGLDConfig(step_size=1e-4, num_draws=5, progress=False))
+
+
+def test_huge_step_size_diverges_with_clear_error():
+    model, data = linear_regression(2, 50)
+    with pytest.raises(SGLDDivergenceError, match="smaller step_size"):
+        estimate_llc(model, data, mse, SGLDConfig(step_size=10.0, nbeta=1e3, num_draws=500, progress=False))
+
+
+def test_param_filter_freezes_the_rest():
+    model, data = linear_regression(3, 50)
+    model.b = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    res = estimate_llc(model, data, mse, SGLDConfig(step_size=1e-4, num_draws=5, param_filter=["w"],
+                                                    progress=False))
+    assert res.param_names == ["w"] and res.num_sampled_params == 3
+    with pytest.raises(ValueError, match="unknown"):
+        estimate_llc(model, data, mse, SGLDConfig(step_size=1e-4, num_draws=5, param_filter=["nope"]))
+
+
+def test_linear_regression_d4_llc_is_2():
+    """Regular model: lambda = d/2 = 2. Full batch, so the only error is the chains' finite length (~0.3)."""
+    model, data = linear_regression(4, 1000)
+    cfg = SGLDConfig(step_size=3e-5, localization=1.0, num_chains=4, num_draws=3000, num_burnin=1000,
+                     progress=False)
+    res = estimate_llc(model, data, mse, cfg)
+    assert 1.4 < res.llc_mean < 2.6, res.llc_per_chain
+    assert res.diagnostics["mala_acceptance"] > 0.9
+    assert res.diagnostics["frac_below_init_loss"] < 0.05
+
+
+def test_split_rhat():
+    rng = np.random.default_rng(0)
+    assert split_rhat(rng.normal(size=(4, 1000))) == pytest.approx(1.0, abs=0.02)
+    assert split_rhat(rng.normal(size=(4, 1000)) + np.arange(4)[:, None]) > 1.5
