@@ -1,0 +1,86 @@
+"""Seeded sequence generators with controlled class balance, and train/validation/test splits."""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from rasp_models.base import ProgramSpec
+
+Sampler = Callable[[random.Random, ProgramSpec], list]
+
+
+def uniform(rng: random.Random, spec: ProgramSpec) -> list:
+    """Length uniform in 1..max_seq_len, tokens uniform."""
+    vocab = sorted(spec.vocab, key=str)
+    return [rng.choice(vocab) for _ in range(rng.randint(1, spec.max_seq_len))]
+
+
+def palindrome_balanced(rng: random.Random, spec: ProgramSpec) -> list:
+    """Half palindromes (a mirrored random half), half non-palindromes of length >= 2 (rejection sampled)."""
+    vocab = sorted(spec.vocab, key=str)
+    if rng.random() < 0.5:
+        n = rng.randint(1, spec.max_seq_len)
+        half = [rng.choice(vocab) for _ in range((n + 1) // 2)]
+        return half + half[: n // 2][::-1]
+    while True:
+        xs = [rng.choice(vocab) for _ in range(rng.randint(2, spec.max_seq_len))]
+        if xs != xs[::-1]:
+            return xs
+
+
+def fractok_rate(rng: random.Random, spec: ProgramSpec) -> list:
+    """Each sequence draws its own rate of "x" uniformly in [0, 1], so every prefix fraction is exercised."""
+    others = sorted(t for t in spec.vocab if t != "x")
+    p = rng.random()
+    return ["x" if rng.random() < p else rng.choice(others) for _ in range(rng.randint(1, spec.max_seq_len))]
+
+
+SAMPLERS: dict[str, Sampler] = {"palindrome": palindrome_balanced, "fractok": fractok_rate}
+
+
+def generate(spec: ProgramSpec, n: int, seed: int) -> list[list]:
+    """`n` sequences for `spec`, deterministic given `seed`."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    rng = random.Random(seed)
+    sampler = SAMPLERS.get(spec.name, uniform)
+    return [sampler(rng, spec) for _ in range(n)]
+
+
+def splits(spec: ProgramSpec, sizes: tuple[int, int, int], seed: int) -> tuple[list, list, list]:
+    """Train/validation/test splits with no sequence in two splits (duplicates are drawn again).
+
+    Raises:
+        ValueError: a requested split is empty, or the task has too few distinct sequences.
+    """
+    if min(sizes) < 1:
+        raise ValueError(f"every split needs at least one sequence, got {sizes}")
+    rng = random.Random(seed)
+    sampler = SAMPLERS.get(spec.name, uniform)
+    taken: set = set()
+    out = []
+    for size in sizes:
+        split, tries = [], 0
+        while len(split) < size:
+            xs = sampler(rng, spec)
+            key = tuple(xs)
+            tries += 1
+            if tries > 200 * sum(sizes):
+                raise ValueError(f"{spec.name}: cannot draw {sum(sizes)} distinct sequences")
+            if key in taken:
+                continue
+            taken.add(key)
+            split.append(xs)
+        out.append(split)
+    return tuple(out)
+
+
+def balance(spec: ProgramSpec, seqs: list[list]) -> dict:
+    """Class balance of the reference labels: share of True positions (and of all-True sequences)."""
+    labels = [spec.reference(xs) for xs in seqs]
+    flat = [v for row in labels for v in row if v is not None]
+    if flat and all(isinstance(v, bool) for v in flat):
+        return {"true_share_positions": sum(flat) / len(flat),
+                "all_true_share_sequences": sum(all(v for v in row if v is not None) for row in labels) / len(seqs)}
+    return {"num_positions": len(flat), "distinct_values": len(set(flat))}

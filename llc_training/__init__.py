@@ -1,0 +1,1 @@
+"""Training of models of the compiled architecture family (planned: issue 8)."""

@@ -1,0 +1,106 @@
+"""A studied program: its RASP source, an independent Python reference, and its compiled model."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from tracr.compiler import compiling
+from tracr.rasp import rasp
+
+BOS = "BOS"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSpec:
+    """Everything an experiment needs about one program.
+
+    Attributes:
+        name: registry key.
+        description: one line.
+        make_program: builds the RASP program (fresh expressions each call).
+        vocab: token values.
+        max_seq_len: longest input (BOS excluded).
+        reference: plain-Python output per position (None where undefined), independent of RASP.
+        numerical: whether the output is numerical.
+        causal: compile with a causal mask.
+    """
+
+    name: str
+    description: str
+    make_program: Callable[[], rasp.SOp]
+    vocab: frozenset
+    max_seq_len: int
+    reference: Callable[[list], list]
+    numerical: bool = False
+    causal: bool = False
+
+    @property
+    def VOCAB(self) -> frozenset:  # noqa: N802 - module-style constant names of the issue's contract
+        return self.vocab
+
+    @property
+    def MAX_SEQ_LEN(self) -> int:  # noqa: N802
+        return self.max_seq_len
+
+    @property
+    def BOS(self) -> str:  # noqa: N802
+        return BOS
+
+    def program(self) -> rasp.SOp:
+        return self.make_program()
+
+    def check_tokens(self, tokens: list) -> None:
+        """Raises ValueError for an unknown token or a sequence that is too long or empty."""
+        if not 1 <= len(tokens) <= self.max_seq_len:
+            raise ValueError(f"{self.name}: length {len(tokens)} outside 1..{self.max_seq_len}")
+        unknown = [t for t in tokens if t not in self.vocab]
+        if unknown:
+            raise ValueError(f"{self.name}: tokens {unknown!r} not in the vocabulary {sorted(self.vocab, key=str)}")
+
+    def compile(self):
+        """The compiled model (cached per spec)."""
+        return _compile(self)
+
+
+@functools.lru_cache(maxsize=None)
+def _compile(spec: ProgramSpec):
+    return compiling.compile_rasp_to_model(spec.make_program(), set(spec.vocab), spec.max_seq_len,
+                                           causal=spec.causal, compiler_bos=BOS)
+
+
+def count_primitives(program: rasp.SOp) -> dict:
+    """Number of RASP expressions by kind (Map, SequenceMap, Aggregate, SelectorWidth, Select, ...)."""
+    seen, stack, counts = set(), [program], collections.Counter()
+    while stack:
+        e = stack.pop()
+        if e.label in seen:
+            continue
+        seen.add(e.label)
+        counts[type(e).__name__] += 1
+        stack.extend(e.children)
+    return dict(counts)
+
+
+def descriptors(spec: ProgramSpec, model: Optional[Any] = None) -> dict:
+    """Simple complexity descriptors of a compiled program."""
+    model = model or spec.compile()
+    prims = count_primitives(spec.make_program())
+    cfg = model.model_config
+    leaves = [np.asarray(v) for d in model.params.values() for v in d.values()]
+    heads_used = len([c for c in model.components if c.kind == "attn"])
+    return {
+        "primitives": sum(v for k, v in prims.items() if k not in ("TokensType", "IndicesType")),
+        "primitives_by_kind": prims,
+        "layers": cfg.num_layers,
+        "heads": heads_used,
+        "max_heads_per_layer": cfg.num_heads,
+        "mlp_width": cfg.mlp_hidden_size,
+        "residual_width": len(model.residual_labels),
+        "num_params": int(sum(a.size for a in leaves)),
+        "num_nonzero": int(sum(np.count_nonzero(a) for a in leaves)),
+    }

@@ -1,0 +1,23 @@
+"""Palindrome detection: is each token equal to its mirror image (position length - i - 1)?"""
+
+from tracr.compiler import lib
+from tracr.rasp import rasp
+from rasp_models.base import ProgramSpec
+
+VOCAB = frozenset("abc")
+MAX_SEQ_LEN = 8
+
+
+def program() -> rasp.SOp:
+    """Per position: token == reversed token. A sequence is a palindrome iff every position is True."""
+    mirror = lib.make_reverse(rasp.tokens)
+    return rasp.SequenceMap(lambda x, y: x == y, rasp.tokens, mirror).named("palindrome")
+
+
+def reference(tokens: list) -> list:
+    n = len(tokens)
+    return [tokens[i] == tokens[n - i - 1] for i in range(n)]
+
+
+SPEC = ProgramSpec("palindrome", "token equals its mirror token (per position)", program, VOCAB, MAX_SEQ_LEN,
+                   reference)

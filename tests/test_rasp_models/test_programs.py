@@ -1,0 +1,92 @@
+"""Every registered program: reference == evaluator, compiled Haiku and torch models 100% accurate."""
+
+import pytest
+
+from datasets import generators
+from datasets.dataloaders import teacher_dataset
+from llc_estim.experiments.teacher import teacher_loss
+from rasp_models import registry
+from rasp_models.base import BOS, descriptors
+from tests.test_tracr.helpers import outputs_match
+from tests.test_tracr.test_haiku_to_pytorch import assert_equivalent
+from tracr.haiku_to_pytorch import to_torch
+
+NAMES = registry.names()
+
+
+def test_ladder_has_at_least_12_programs_spanning_sizes():
+    assert len(NAMES) >= 12
+    sizes = [descriptors(registry.get(n))["num_nonzero"] for n in NAMES]
+    assert max(sizes) > 50 * min(sizes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_evaluator_and_compiled_models_agree(name):
+    spec = registry.get(name)
+    program, model = spec.program(), spec.compile()
+    seqs = generators.generate(spec, 500, seed=1)
+    tm = to_torch(model)
+    decoded = tm.decode(tm.encode(seqs))
+    for xs, row in zip(seqs, decoded):
+        ref = spec.reference(xs)
+        assert outputs_match(program(xs), ref, atol=1e-9), (xs, program(xs), ref)
+        assert outputs_match(row[1:], ref), (xs, row[1:], ref)
+    for xs in seqs[:20]:  # the Haiku model itself (slower per call)
+        assert outputs_match(model.apply([BOS] + xs).decoded[1:], spec.reference(xs))
+
+
+@pytest.mark.parametrize("name", ["palindrome", "peak", "fractok", "triplets", "shuffle_dyck2"])
+def test_torch_conversion_exact_on_studied_programs(name):
+    spec = registry.get(name)
+    assert_equivalent(spec.compile(), generators.generate(spec, 16, seed=2))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_teacher_loss_and_gradient_zero_at_compiled_weights(name):
+    spec = registry.get(name)
+    tm = to_torch(spec.compile())
+    data = teacher_dataset(tm, generators.generate(spec, 64, seed=3))
+    loss = teacher_loss(tm, data.tensors)
+    loss.backward()
+    assert float(loss) == 0.0
+    assert max(float(p.grad.abs().max()) for p in tm.parameters()) == 0.0
+
+
+def test_peak_uses_several_heads_in_one_layer():
+    assert registry.get("peak").compile().model_config.num_heads >= 2
+
+
+def test_palindrome_data_is_balanced():
+    spec = registry.get("palindrome")
+    share = generators.balance(spec, generators.generate(spec, 2000, seed=0))["all_true_share_sequences"]
+    assert 0.45 < share < 0.55
+
+
+def test_fractok_data_exercises_the_target():
+    spec = registry.get("fractok")
+    seqs = generators.generate(spec, 500, seed=0)
+    fracs = {round(v, 6) for xs in seqs for v in spec.reference(xs)}
+    assert 0.0 in fracs and 1.0 in fracs and len(fracs) > 20
+
+
+def test_splits_are_disjoint_and_deterministic():
+    spec = registry.get("peak")
+    a = generators.splits(spec, (200, 50, 50), seed=0)
+    assert a == generators.splits(spec, (200, 50, 50), seed=0)
+    keys = [{tuple(x) for x in s} for s in a]
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    with pytest.raises(ValueError):
+        generators.splits(spec, (10, 0, 5), seed=0)
+
+
+def test_bad_tokens_raise():
+    spec = registry.get("palindrome")
+    with pytest.raises(ValueError, match="vocabulary"):
+        spec.check_tokens(["z"])
+    with pytest.raises(ValueError, match="length"):
+        spec.check_tokens(["a"] * 50)
+    with pytest.raises(KeyError, match="registered"):
+        registry.get("nope")
+    tm = to_torch(spec.compile())
+    with pytest.raises(ValueError):
+        tm.encode([["a"] * 50])
