@@ -36,7 +36,7 @@ def _devinterp(model, data, chains, steps):
     loader = DataLoader(data, batch_size=64, shuffle=True)
     t0 = time.perf_counter()
     estimate_learning_coeff_with_summary(
-        model, loader=loader, criterion=nn.MSELoss(), sampling_method=SGLD,
+        model, loader=loader, evaluate=lambda m, b: ((m(b[0]) - b[1]) ** 2).mean(), sampling_method=SGLD,
         optimizer_kwargs=dict(lr=1e-5, localization=1.0, nbeta=100.0), num_chains=chains, num_draws=steps,
         num_burnin_steps=0, num_steps_bw_draws=1, device="cpu", online=False, verbose=False)
     return chains * steps / (time.perf_counter() - t0)

@@ -35,7 +35,7 @@ def test_reference_evaluator_and_compiled_models_agree(name):
         assert outputs_match(model.apply([BOS] + xs).decoded[1:], spec.reference(xs))
 
 
-@pytest.mark.parametrize("name", ["palindrome", "peak", "fractok", "triplets", "shuffle_dyck2"])
+@pytest.mark.parametrize("name", NAMES)
 def test_torch_conversion_exact_on_studied_programs(name):
     spec = registry.get(name)
     assert_equivalent(spec.compile(), generators.generate(spec, 16, seed=2))
