@@ -4,3 +4,7 @@ from llc_estim.config import LLCResult, SGLDConfig, SGLDDivergenceError
 from llc_estim.sampler import estimate_llc
 
 __all__ = ["SGLDConfig", "LLCResult", "SGLDDivergenceError", "estimate_llc"]
+
+from llc_estim.calibration import CalibrationResult, calibrate  # noqa: E402
+
+__all__ += ["calibrate", "CalibrationResult"]

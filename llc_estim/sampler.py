@@ -95,22 +95,29 @@ def _threads(num: Optional[int]):
         torch.set_num_threads(prev)
 
 
-class _BatchStream:
-    """Per-chain minibatch indices: each chain walks its own sequence of random permutations."""
+def batch_indices(n: int, batch_size: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """[steps, batch_size] indices: consecutive minibatches of fresh random permutations (remainders dropped)."""
+    per_epoch = max(n // batch_size, 1)
+    epochs = -(-steps // per_epoch)
+    perms = np.stack([rng.permutation(n)[: per_epoch * batch_size] for _ in range(epochs)])
+    return perms.reshape(epochs * per_epoch, batch_size)[:steps]
 
-    def __init__(self, n: int, batch_size: int, rngs: list[np.random.Generator]):
-        self.n, self.b, self.rngs = n, batch_size, rngs
-        self.perms = [rng.permutation(n) for rng in rngs]
-        self.pos = [0] * len(rngs)
 
-    def next(self) -> torch.Tensor:
-        rows = []
-        for c, rng in enumerate(self.rngs):
-            if self.pos[c] + self.b > self.n:
-                self.perms[c], self.pos[c] = rng.permutation(self.n), 0
-            rows.append(self.perms[c][self.pos[c]:self.pos[c] + self.b])
-            self.pos[c] += self.b
-        return torch.as_tensor(np.stack(rows))  # [C, B]
+def chain_seeds(seed: int, num_chains: int) -> list[np.random.SeedSequence]:
+    """One child SeedSequence per chain (its batch order and its noise both derive from it)."""
+    return np.random.SeedSequence(seed).spawn(num_chains)
+
+
+def noise_generator(child: np.random.SeedSequence) -> torch.Generator:
+    return torch.Generator().manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+
+
+NOISE_BLOCK = 64  # steps of noise drawn at once per chain
+
+
+def noise_block(gens: list[torch.Generator], steps: int, num_params: int, dtype) -> torch.Tensor:
+    """[steps, C, P] standard normal noise, each chain from its own generator."""
+    return torch.stack([torch.randn(steps, num_params, generator=g, dtype=dtype) for g in gens], dim=1)
 
 
 def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SGLDConfig,
@@ -137,50 +144,63 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
     nbeta = cfg.resolved_nbeta(n)
     names = select_params(model, cfg.param_filter)
     all_params = {k: v.detach() for k, v in model.named_parameters()}
-    w_star = {k: all_params[k].clone() for k in names}
-    frozen = {k: v for k, v in all_params.items() if k not in w_star}
+    frozen = {k: v for k, v in all_params.items() if k not in names}
     init_loss = full_data_loss(model, all_params, full, n, loss_fn, cfg.batch_size)
+    shapes = [(k, all_params[k].shape, all_params[k].numel()) for k in names]
+    offsets = np.cumsum([0] + [s[2] for s in shapes])
+    P, C, eps, gamma = int(offsets[-1]), cfg.num_chains, cfg.step_size, cfg.localization
+    dtype = all_params[names[0]].dtype
+    # All chains' sampled parameters live in one flat [C, P] tensor; the model sees [C, *shape] views of it.
+    w_star = torch.cat([all_params[k].reshape(-1) for k in names])  # [P]
+    W = w_star.unsqueeze(0).repeat(C, 1).clone()
+
+    def unflatten(flat):
+        return {k: flat[:, offsets[i]:offsets[i + 1]].view(C, *shape) for i, (k, shape, _) in enumerate(shapes)}
 
     def loss_of(params, batch):
         return loss_fn(FunctionalModel(model, {**frozen, **params}), batch)
 
-    C, eps, gamma = cfg.num_chains, cfg.step_size, cfg.localization
     full_batch = cfg.batch_size is None or cfg.batch_size >= n
-    step = torch.func.vmap(torch.func.grad_and_value(loss_of), in_dims=(0, None if full_batch else 0))
-    children = np.random.SeedSequence(cfg.seed).spawn(C)
-    noise_gens = [torch.Generator().manual_seed(int(s.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-                  for s in children]
-    stream = None if full_batch else _BatchStream(n, cfg.batch_size, [np.random.default_rng(s) for s in children])
-    w = {k: v.unsqueeze(0).repeat(C, *([1] * v.dim())).clone() for k, v in w_star.items()}
-    shapes = [(k, v.shape, v.numel()) for k, v in w_star.items()]
-    num_params = sum(s[2] for s in shapes)
-    dtype = next(iter(w_star.values())).dtype
+    forward = torch.func.vmap(loss_of, in_dims=(0, None if full_batch else 0))
 
+    def loss_and_grad(flat, batch):
+        flat = flat.detach().requires_grad_(True)
+        loss = forward(unflatten(flat), batch)  # [C]
+        (grad,) = torch.autograd.grad(loss.sum(), flat)
+        return loss.detach(), grad
+
+    children = chain_seeds(cfg.seed, C)
+    gens = [noise_generator(c) for c in children]
     total = cfg.num_burnin + cfg.num_draws
-    losses = np.zeros((C, total))
+    if not full_batch:
+        idx = torch.as_tensor(np.stack([batch_indices(n, cfg.batch_size, total, np.random.default_rng(c))
+                                        for c in children], axis=1))  # [steps, C, B]
+    losses = torch.zeros(total, C, dtype=torch.float64)
     acceptance = []
+    sqrt_eps = eps ** 0.5
     bar = tqdm(range(total), disable=not (cfg.progress and sys.stderr.isatty()), desc="SGLD", leave=False)
     for t in bar:
-        batch = full if full_batch else _take(full, stream.next())
-        grads, loss = step(w, batch)
+        if t % NOISE_BLOCK == 0:
+            noise = noise_block(gens, min(NOISE_BLOCK, total - t), P, dtype)
+        batch = full if full_batch else _take(full, idx[t])
+        loss, grad = loss_and_grad(W, batch)
         _check_finite(loss, t, cfg)
-        losses[:, t] = loss.detach().double().numpy()
-        drift = {k: nbeta * grads[k] + gamma * (w[k] - w_star[k]) for k in w}
-        flat = torch.stack([torch.randn(num_params, generator=g, dtype=dtype) for g in noise_gens])  # [C, P]
-        noise = dict(zip(w, torch.split(flat, [s[2] for s in shapes], dim=1)))
-        new = {k: w[k] - 0.5 * eps * drift[k] + eps ** 0.5 * noise[k].view_as(w[k]) for k in w}
+        losses[t] = loss
+        drift = nbeta * grad + gamma * (W - w_star)
+        new = W - (0.5 * eps) * drift + sqrt_eps * noise[t % NOISE_BLOCK]
         if cfg.mala_every and t % cfg.mala_every == 0:
-            grads_new, loss_new = step(new, batch)
-            acceptance.append(_mala_acceptance(w, new, drift, grads_new, loss, loss_new, w_star, nbeta, gamma, eps))
-        w = new
+            loss_new, grad_new = loss_and_grad(new, batch)
+            acceptance.append(_mala_acceptance(W, new, drift, grad_new, loss, loss_new, w_star, nbeta, gamma, eps))
+        W = new
     bar.close()
 
+    losses = losses.T.numpy()
     trace, burn = losses[:, cfg.num_burnin:], losses[:, :cfg.num_burnin]
     llc = nbeta * (trace.mean(axis=1) - init_loss)
     acc = np.array(acceptance).T if acceptance else np.zeros((C, 0))
     diag = summarize(trace, init_loss, acc)
     return LLCResult(llc_per_chain=llc, loss_trace=trace, burnin_trace=burn, init_loss=init_loss, nbeta=nbeta,
-                     n=n, num_sampled_params=num_params, config=cfg, diagnostics=diag, param_names=names)
+                     n=n, num_sampled_params=P, config=cfg, diagnostics=diag, param_names=names)
 
 
 def _check_finite(loss: torch.Tensor, t: int, cfg: SGLDConfig) -> None:
@@ -192,15 +212,15 @@ def _check_finite(loss: torch.Tensor, t: int, cfg: SGLDConfig) -> None:
             "Try a smaller step_size or a larger localization.")
 
 
-def _mala_acceptance(w, new, drift, grads_new, loss, loss_new, w_star, nbeta, gamma, eps) -> np.ndarray:
-    """Metropolis-adjusted acceptance probability of each chain's step, both points on the same minibatch."""
-    def chain_sum(d):
-        return sum(v.flatten(1).sum(1) for v in d.values())
+def _mala_acceptance(w, new, drift, grad_new, loss, loss_new, w_star, nbeta, gamma, eps) -> np.ndarray:
+    """Metropolis-adjusted acceptance probability of each chain's step, both points on the same minibatch.
 
-    drift_new = {k: nbeta * grads_new[k] + gamma * (new[k] - w_star[k]) for k in w}
-    u_old = nbeta * loss + 0.5 * gamma * chain_sum({k: (w[k] - w_star[k]) ** 2 for k in w})
-    u_new = nbeta * loss_new + 0.5 * gamma * chain_sum({k: (new[k] - w_star[k]) ** 2 for k in w})
-    log_q_fwd = -chain_sum({k: (new[k] - w[k] + 0.5 * eps * drift[k]) ** 2 for k in w}) / (2 * eps)
-    log_q_bwd = -chain_sum({k: (w[k] - new[k] + 0.5 * eps * drift_new[k]) ** 2 for k in w}) / (2 * eps)
-    log_alpha = (u_old - u_new + log_q_bwd - log_q_fwd).detach().double()
-    return torch.clamp(torch.exp(torch.clamp(log_alpha, max=0.0)), max=1.0).numpy()
+    All tensors are flat [C, P] (w_star [P]); U(w) = nbeta L(w) + gamma/2 |w - w*|^2.
+    """
+    drift_new = nbeta * grad_new + gamma * (new - w_star)
+    u_old = nbeta * loss + 0.5 * gamma * ((w - w_star) ** 2).sum(1)
+    u_new = nbeta * loss_new + 0.5 * gamma * ((new - w_star) ** 2).sum(1)
+    log_q_fwd = -((new - w + 0.5 * eps * drift) ** 2).sum(1) / (2 * eps)
+    log_q_bwd = -((w - new + 0.5 * eps * drift_new) ** 2).sum(1) / (2 * eps)
+    log_alpha = (u_old - u_new + log_q_bwd - log_q_fwd).double()
+    return torch.exp(torch.clamp(log_alpha, max=0.0)).numpy()

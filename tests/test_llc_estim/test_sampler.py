@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llc_estim import SGLDConfig, SGLDDivergenceError, estimate_llc
+from llc_estim import sampler
 from llc_estim.diagnostics import split_rhat
 from tests.test_llc_estim.models import linear_regression, mse
 
@@ -24,10 +25,9 @@ def test_noise_off_step_is_gradient_descent():
     w = w0.clone().requires_grad_(True)
     ((x @ w - y) ** 2).mean().backward()
     w1 = w0 - 0.5 * 1e-3 * 10.0 * w.grad
-    # the second recorded loss is at w1 plus noise; recompute with the noise of the same generator
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence(0).spawn(1)[0].generate_state(1, np.uint64)[0]
-                                            >> np.uint64(1)))
-    noise = torch.randn(3, generator=gen, dtype=torch.float64).view(3, 1)
+    # the second recorded loss is at w1 plus the first noise draw of chain 0's own generator
+    gen = sampler.noise_generator(sampler.chain_seeds(0, 1)[0])
+    noise = sampler.noise_block([gen], 2, 3, torch.float64)[0, 0].view(3, 1)
     expected_loss = float(((x @ (w1 + math.sqrt(1e-3) * noise) - y) ** 2).mean())
     assert res.loss_trace[0, 0] == pytest.approx(float(((x @ w0 - y) ** 2).mean()), rel=1e-12)
     assert res.loss_trace[0, 1] == pytest.approx(expected_loss, rel=1e-10)
@@ -98,3 +98,19 @@ def test_split_rhat():
     rng = np.random.default_rng(0)
     assert split_rhat(rng.normal(size=(4, 1000))) == pytest.approx(1.0, abs=0.02)
     assert split_rhat(rng.normal(size=(4, 1000)) + np.arange(4)[:, None]) > 1.5
+
+
+def test_calibrate_recommends_a_stable_step_and_plots(tmp_path):
+    from llc_estim import calibrate
+    from llc_estim.plotting import plot_loss_traces
+
+    model, data = linear_regression(4, 300)
+    base = SGLDConfig(step_size=1e-5, num_chains=2, num_draws=200, num_burnin=100, progress=False)
+    cal = calibrate(model, data, mse, base, step_sizes=[1e-6, 1e-5, 1e-4, 1e-1])
+    assert len(cal.table) == 4
+    assert cal.table[-1]["diverged"]  # 1e-1 * nbeta * curvature >> 1
+    assert cal.recommended is not None and cal.recommended.step_size < 1e-1
+    cal.figure().savefig(tmp_path / "cal.png")
+    res = estimate_llc(model, data, mse, cal.recommended)
+    plot_loss_traces(res, "lin-reg").savefig(tmp_path / "trace.png")
+    assert (tmp_path / "cal.png").stat().st_size > 0

@@ -1,0 +1,77 @@
+"""Step-size (and localization / nbeta) sweeps with a documented rule for picking a setting."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from llc_estim.config import SGLDConfig, SGLDDivergenceError
+from llc_estim.sampler import estimate_llc
+
+RULE = ("largest step size (then localization, nbeta as given) whose run did not diverge, had MALA acceptance "
+        ">= {min_acceptance} and an LLC within {k} combined standard deviations of the next smaller stable step "
+        "size (the flat region); if no pair is flat, the smallest stable step size")
+
+
+@dataclasses.dataclass
+class CalibrationResult:
+    """One row per setting: step_size, localization, nbeta, llc_mean, llc_std, acceptance, diverged."""
+
+    table: list
+    recommended: Optional[SGLDConfig]
+    rule: str
+
+    def figure(self):
+        from llc_estim.plotting import plot_calibration
+
+        return plot_calibration(self)
+
+
+def calibrate(model, data, loss_fn, base: SGLDConfig, step_sizes: Sequence[float],
+              localizations: Optional[Sequence[float]] = None, nbetas: Optional[Sequence[Optional[float]]] = None,
+              min_acceptance: float = 0.8, k: float = 2.0, collate_fn=None) -> CalibrationResult:
+    """Runs short estimates on a grid and recommends a setting (see `RULE`).
+
+    Args:
+        base: every other hyperparameter (chains, draws, burn-in, batch size, seed) comes from here.
+        step_sizes: the epsilon grid (a log grid, e.g. `np.logspace(-7, -3, 9)`).
+        localizations, nbetas: optional grids; default to the base values.
+    """
+    table = []
+    for gamma, nbeta, eps in itertools.product(localizations or [base.localization], nbetas or [base.nbeta],
+                                               sorted(step_sizes)):
+        cfg = dataclasses.replace(base, step_size=float(eps), localization=float(gamma), nbeta=nbeta)
+        row = {"step_size": float(eps), "localization": float(gamma), "nbeta": nbeta}
+        try:
+            res = estimate_llc(model, data, loss_fn, cfg, collate_fn=collate_fn)
+            row.update(llc_mean=res.llc_mean, llc_std=res.llc_std, acceptance=res.diagnostics["mala_acceptance"],
+                       frac_below_init=res.diagnostics["frac_below_init_loss"], nbeta_resolved=res.nbeta,
+                       diverged=False)
+        except SGLDDivergenceError:
+            row.update(llc_mean=math.nan, llc_std=math.nan, acceptance=math.nan, frac_below_init=math.nan,
+                       nbeta_resolved=math.nan, diverged=True)
+        table.append(row)
+    best = _recommend(table, min_acceptance, k)
+    rec = None if best is None else dataclasses.replace(
+        base, step_size=best["step_size"], localization=best["localization"], nbeta=best["nbeta"])
+    return CalibrationResult(table, rec, RULE.format(min_acceptance=min_acceptance, k=k))
+
+
+def _recommend(table: list, min_acceptance: float, k: float) -> Optional[dict]:
+    groups: dict = {}
+    for row in table:
+        groups.setdefault((row["localization"], row["nbeta"]), []).append(row)
+    choice = None
+    for rows in groups.values():
+        stable = [r for r in sorted(rows, key=lambda r: r["step_size"])
+                  if not r["diverged"] and np.isfinite(r["llc_mean"]) and r["acceptance"] >= min_acceptance]
+        flat = [b for a, b in zip(stable, stable[1:])
+                if abs(b["llc_mean"] - a["llc_mean"]) <= k * math.hypot(a["llc_std"] or 0, b["llc_std"] or 0)]
+        pick = flat[-1] if flat else (stable[0] if stable else None)
+        if pick is not None and (choice is None or pick["step_size"] > choice["step_size"]):
+            choice = pick
+    return choice
