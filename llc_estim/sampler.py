@@ -108,8 +108,8 @@ def chain_seeds(seed: int, num_chains: int) -> list[np.random.SeedSequence]:
     return np.random.SeedSequence(seed).spawn(num_chains)
 
 
-def noise_generator(child: np.random.SeedSequence) -> torch.Generator:
-    return torch.Generator().manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+def noise_generator(child: np.random.SeedSequence, device="cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
 NOISE_BLOCK = 64  # steps of noise drawn at once per chain
@@ -117,7 +117,8 @@ NOISE_BLOCK = 64  # steps of noise drawn at once per chain
 
 def noise_block(gens: list[torch.Generator], steps: int, num_params: int, dtype) -> torch.Tensor:
     """[steps, C, P] standard normal noise, each chain from its own generator."""
-    return torch.stack([torch.randn(steps, num_params, generator=g, dtype=dtype) for g in gens], dim=1)
+    return torch.stack([torch.randn(steps, num_params, generator=g, dtype=dtype, device=g.device) for g in gens],
+                       dim=1)
 
 
 def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SGLDConfig,
@@ -145,6 +146,8 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
     names = select_params(model, cfg.param_filter)
     all_params = {k: v.detach() for k, v in model.named_parameters()}
     frozen = {k: v for k, v in all_params.items() if k not in names}
+    device = all_params[names[0]].device
+    full = torch.utils._pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, full)
     init_loss = full_data_loss(model, all_params, full, n, loss_fn, cfg.batch_size)
     shapes = [(k, all_params[k].shape, all_params[k].numel()) for k in names]
     offsets = np.cumsum([0] + [s[2] for s in shapes])
@@ -170,12 +173,12 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
         return loss.detach(), grad
 
     children = chain_seeds(cfg.seed, C)
-    gens = [noise_generator(c) for c in children]
+    gens = [noise_generator(c, device) for c in children]
     total = cfg.num_burnin + cfg.num_draws
     if not full_batch:
         idx = torch.as_tensor(np.stack([batch_indices(n, cfg.batch_size, total, np.random.default_rng(c))
-                                        for c in children], axis=1))  # [steps, C, B]
-    losses = torch.zeros(total, C, dtype=torch.float64)
+                                        for c in children], axis=1), device=device)  # [steps, C, B]
+    losses = torch.zeros(total, C, dtype=torch.float64, device=device)
     acceptance = []
     sqrt_eps = eps ** 0.5
     bar = tqdm(range(total), disable=not (cfg.progress and sys.stderr.isatty()), desc="SGLD", leave=False)
@@ -194,7 +197,7 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
         W = new
     bar.close()
 
-    losses = losses.T.numpy()
+    losses = losses.T.cpu().numpy()
     trace, burn = losses[:, cfg.num_burnin:], losses[:, :cfg.num_burnin]
     llc = nbeta * (trace.mean(axis=1) - init_loss)
     acc = np.array(acceptance).T if acceptance else np.zeros((C, 0))
@@ -223,4 +226,4 @@ def _mala_acceptance(w, new, drift, grad_new, loss, loss_new, w_star, nbeta, gam
     log_q_fwd = -((new - w + 0.5 * eps * drift) ** 2).sum(1) / (2 * eps)
     log_q_bwd = -((w - new + 0.5 * eps * drift_new) ** 2).sum(1) / (2 * eps)
     log_alpha = (u_old - u_new + log_q_bwd - log_q_fwd).double()
-    return torch.exp(torch.clamp(log_alpha, max=0.0)).numpy()
+    return torch.exp(torch.clamp(log_alpha, max=0.0)).cpu().numpy()
