@@ -36,7 +36,59 @@ def fractok_rate(rng: random.Random, spec: ProgramSpec) -> list:
     return ["x" if rng.random() < p else rng.choice(others) for _ in range(rng.randint(1, spec.max_seq_len))]
 
 
-SAMPLERS: dict[str, Sampler] = {"palindrome": palindrome_balanced, "fractok": fractok_rate}
+def peak_mixture(rng: random.Random, spec: ProgramSpec) -> list:
+    """Half uniform sequences (about a third of positions are peaks), half zig-zags with jitter (about half are
+    peaks), so the peak share of positions is controlled near 0.4 and both classes are common."""
+    vocab = sorted(spec.vocab)
+    n = rng.randint(1, spec.max_seq_len)
+    if rng.random() < 0.5:
+        return [rng.choice(vocab) for _ in range(n)]
+    lo, hi = vocab[: len(vocab) // 2], vocab[len(vocab) // 2:]
+    phase = rng.randint(0, 1)
+    return [rng.choice(hi if (i + phase) % 2 else lo) for i in range(n)]
+
+
+def dyck_mixture(rng: random.Random, spec: ProgramSpec) -> list:
+    """Half balanced shuffles of () and {} (each pair a random balanced string, interleaved), half uniform."""
+    vocab = sorted(spec.vocab)
+    if rng.random() < 0.5:
+        return [rng.choice(vocab) for _ in range(rng.randint(1, spec.max_seq_len))]
+    pairs = ["()", "{}"]
+    seqs = []
+    budget = rng.randint(1, spec.max_seq_len // 2)
+    for o, c in pairs:
+        k = rng.randint(0, budget)
+        budget -= k
+        s, depth = [], 0
+        for _ in range(2 * k):
+            if depth and (rng.random() < 0.5 or len([x for x in s if x == o]) == k):
+                s.append(c)
+                depth -= 1
+            else:
+                s.append(o)
+                depth += 1
+        seqs.append(s)
+    merged = []
+    a, b = seqs
+    while a or b:
+        src = a if (a and (not b or rng.random() < 0.5)) else b
+        merged.append(src.pop(0))
+    return merged or ["(", ")"]
+
+
+def dominant_mixture(rng: random.Random, spec: ProgramSpec) -> list:
+    """Uniform sequences, half of them with a planted unique maximum."""
+    vocab = sorted(spec.vocab)
+    xs = [rng.choice(vocab) for _ in range(rng.randint(1, spec.max_seq_len))]
+    if rng.random() < 0.5:
+        xs = [min(x, vocab[-2]) for x in xs]
+        xs[rng.randrange(len(xs))] = vocab[-1]
+    return xs
+
+
+SAMPLERS: dict[str, Sampler] = {"palindrome": palindrome_balanced, "palindrome_seq": palindrome_balanced,
+                                "fractok": fractok_rate, "peak": peak_mixture, "shuffle_dyck2": dyck_mixture,
+                                "dominant_peak": dominant_mixture}
 
 
 def generate(spec: ProgramSpec, n: int, seed: int) -> list[list]:
@@ -84,3 +136,8 @@ def balance(spec: ProgramSpec, seqs: list[list]) -> dict:
         return {"true_share_positions": sum(flat) / len(flat),
                 "all_true_share_sequences": sum(all(v for v in row if v is not None) for row in labels) / len(seqs)}
     return {"num_positions": len(flat), "distinct_values": len(set(flat))}
+
+
+def balance_table(specs, n: int = 2000, seed: int = 0) -> dict:
+    """Balance statistics of the generated data of several programs: name -> balance(...)."""
+    return {spec.name: balance(spec, generate(spec, n, seed)) for spec in specs}

@@ -104,3 +104,13 @@ def descriptors(spec: ProgramSpec, model: Optional[Any] = None) -> dict:
         "num_params": int(sum(a.size for a in leaves)),
         "num_nonzero": int(sum(np.count_nonzero(a) for a in leaves)),
     }
+
+
+def module_api(spec: ProgramSpec):
+    """The module-level `compile()` and `BOS` every program module exposes, bound to its spec."""
+
+    def compile_model():
+        """The compiled model (cached)."""
+        return spec.compile()
+
+    return compile_model, BOS

@@ -4,7 +4,7 @@ import string
 
 from tracr.compiler import lib
 from tracr.rasp import rasp
-from rasp_models.base import ProgramSpec
+from rasp_models.base import ProgramSpec, module_api
 
 TARGET = "x"
 
@@ -37,3 +37,4 @@ def make_spec(num_letters: int = 5, max_seq_len: int = MAX_SEQ_LEN, name: str = 
 
 
 SPEC = make_spec()
+compile, BOS = module_api(SPEC)  # noqa: A001

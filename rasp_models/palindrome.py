@@ -2,7 +2,7 @@
 
 from tracr.compiler import lib
 from tracr.rasp import rasp
-from rasp_models.base import ProgramSpec
+from rasp_models.base import ProgramSpec, module_api
 
 VOCAB = frozenset("abc")
 MAX_SEQ_LEN = 8
@@ -21,3 +21,4 @@ def reference(tokens: list) -> list:
 
 SPEC = ProgramSpec("palindrome", "token equals its mirror token (per position)", program, VOCAB, MAX_SEQ_LEN,
                    reference)
+compile, BOS = module_api(SPEC)  # noqa: A001 - the module contract names it compile()

@@ -6,7 +6,7 @@ by two attention heads in the same layer.
 
 from tracr.compiler import lib
 from tracr.rasp import rasp
-from rasp_models.base import ProgramSpec
+from rasp_models.base import ProgramSpec, module_api
 
 VOCAB = frozenset(range(10))
 MAX_SEQ_LEN = 10
@@ -42,3 +42,4 @@ def reference(tokens: list) -> list:
 
 
 SPEC = ProgramSpec("peak", "element strictly greater than its neighbours", program, VOCAB, MAX_SEQ_LEN, reference)
+compile, BOS = module_api(SPEC)  # noqa: A001 - the module contract names it compile()

@@ -1,11 +1,14 @@
 """Name -> program spec for every program we study, ordered roughly from trivial to complex."""
 
-from rasp_models import fractok, ladder, palindrome, peak
+from rasp_models import (dominant_peak, fractok, histogram, palindrome, palindrome_seq, peak, reverse, sort,
+                         tracr_lib, triplets)
 from rasp_models.base import ProgramSpec
 
-_SPECS = {s.name: s for s in ladder.SPECS[:6]}
-_SPECS.update({"fractok": fractok.SPEC, "palindrome": palindrome.SPEC, "peak": peak.SPEC})
-_SPECS.update({s.name: s for s in ladder.SPECS[6:]})
+_SPECS = {s.name: s for s in [
+    tracr_lib.IDENTITY, tracr_lib.LENGTH, tracr_lib.COUNT_A, histogram.SPEC, fractok.SPEC, tracr_lib.PAIR_BALANCE,
+    tracr_lib.DETECT_ABC, triplets.SPEC, dominant_peak.SPEC, tracr_lib.COUNT_LESS_FREQ, reverse.SPEC, sort.SPEC,
+    palindrome.SPEC, palindrome_seq.SPEC, tracr_lib.SORT_FREQ, tracr_lib.SHUFFLE_DYCK2, peak.SPEC,
+]}
 
 
 def names() -> list[str]:

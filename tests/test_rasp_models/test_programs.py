@@ -90,3 +90,39 @@ def test_bad_tokens_raise():
     tm = to_torch(spec.compile())
     with pytest.raises(ValueError):
         tm.encode([["a"] * 50])
+
+
+@pytest.mark.parametrize("name, low, high", [("peak", 0.3, 0.5), ("palindrome", 0.3, 0.8),
+                                             ("dominant_peak", 0.1, 0.5), ("shuffle_dyck2", 0.3, 0.7)])
+def test_boolean_tasks_have_both_classes_in_controlled_shares(name, low, high):
+    spec = registry.get(name)
+    bal = generators.balance(spec, generators.generate(spec, 2000, seed=0))
+    key = "all_true_share_sequences" if name in ("shuffle_dyck2",) else "true_share_positions"
+    assert low < bal[key] < high, bal
+
+
+def test_module_contract():
+    from rasp_models import dominant_peak, fractok, palindrome, peak
+
+    for mod in (palindrome, peak, fractok, dominant_peak):
+        assert mod.BOS == "BOS" and mod.VOCAB and mod.MAX_SEQ_LEN >= 1
+        assert mod.compile() is mod.compile()  # cached
+        xs = sorted(mod.VOCAB, key=str)[:3]
+        assert outputs_match(mod.program()(xs), mod.reference(xs), atol=1e-9)
+
+
+def test_labelled_sequences_and_padding_collate():
+    from datasets.dataloaders import IGNORE, LabelledSequences, loader
+
+    spec = registry.get("triplets")
+    ds = LabelledSequences(spec, [list("aaab"), list("ab")])
+    ids, labels, mask = next(iter(loader(ds, batch_size=2, shuffle=False)))
+    assert ids.shape == (2, 5) and ids[1, 3] == ds.pad_id
+    assert mask.tolist() == [[False, False, False, True, True], [False, False, False, False, False]]
+    assert labels[1].tolist() == [IGNORE] * 5
+    enc = spec.compile().output_encoder.encoding_map
+    assert labels[0, 3] == enc[True] and labels[0, 4] == enc[False]
+    with pytest.raises(ValueError):
+        LabelledSequences(spec, [])
+    with pytest.raises(ValueError):
+        LabelledSequences(spec, [["z"]])
