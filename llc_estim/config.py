@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class SGLDConfig:
         batch_size: minibatch size; None means full batch (every step sees the whole data set).
         seed: root seed; chains get child seeds from `numpy.random.SeedSequence`.
         param_filter: predicate on parameter names, or a list of names: only these are sampled (refined LLC).
+        param_masks: optional {name: bool tensor of the parameter's shape}; entries that are False are frozen at
+            w* (no drift, no noise) and not counted as sampled. For ablations that delete part of a tensor.
         mala_every: compute the MALA acceptance probability every this many steps (0: never). It costs one more
             forward+backward at the proposal, on the same minibatch.
         num_threads: torch threads inside the sampler (small models are fastest with 1); None leaves it alone.
@@ -40,6 +42,7 @@ class SGLDConfig:
     batch_size: Optional[int] = None
     seed: int = 0
     param_filter: ParamFilter = None
+    param_masks: Optional[Mapping[str, Any]] = None
     mala_every: int = 10
     num_threads: Optional[int] = 1
     progress: bool = True
@@ -65,9 +68,11 @@ class SGLDConfig:
         return n / math.log(n)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         pf = d["param_filter"]
         d["param_filter"] = None if pf is None else (list(pf) if not callable(pf) else getattr(pf, "__name__", "fn"))
+        masks = self.param_masks
+        d["param_masks"] = None if masks is None else {k: int(v.sum()) for k, v in masks.items()}
         return d
 
 

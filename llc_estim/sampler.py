@@ -156,6 +156,13 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
     # All chains' sampled parameters live in one flat [C, P] tensor; the model sees [C, *shape] views of it.
     w_star = torch.cat([all_params[k].reshape(-1) for k in names])  # [P]
     W = w_star.unsqueeze(0).repeat(C, 1).clone()
+    mask = _flat_mask(cfg.param_masks, names, all_params, device, dtype)  # [P] or None
+    if mask is not None:
+        P_sampled = int(mask.sum())
+        if P_sampled == 0:
+            raise ValueError("param_masks leave no parameter to sample")
+    else:
+        P_sampled = P
 
     def unflatten(flat):
         return {k: flat[:, offsets[i]:offsets[i + 1]].view(C, *shape) for i, (k, shape, _) in enumerate(shapes)}
@@ -190,9 +197,14 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
         _check_finite(loss, t, cfg)
         losses[t] = loss
         drift = nbeta * grad + gamma * (W - w_star)
-        new = W - (0.5 * eps) * drift + sqrt_eps * noise[t % NOISE_BLOCK]
+        step_noise = noise[t % NOISE_BLOCK]
+        if mask is not None:
+            drift, step_noise = drift * mask, step_noise * mask
+        new = W - (0.5 * eps) * drift + sqrt_eps * step_noise
         if cfg.mala_every and t % cfg.mala_every == 0:
             loss_new, grad_new = loss_and_grad(new, batch)
+            if mask is not None:
+                grad_new = grad_new * mask
             acceptance.append(_mala_acceptance(W, new, drift, grad_new, loss, loss_new, w_star, nbeta, gamma, eps))
         W = new
     bar.close()
@@ -203,7 +215,26 @@ def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
     acc = np.array(acceptance).T if acceptance else np.zeros((C, 0))
     diag = summarize(trace, init_loss, acc)
     return LLCResult(llc_per_chain=llc, loss_trace=trace, burnin_trace=burn, init_loss=init_loss, nbeta=nbeta,
-                     n=n, num_sampled_params=P, config=cfg, diagnostics=diag, param_names=names)
+                     n=n, num_sampled_params=P_sampled, config=cfg, diagnostics=diag, param_names=names)
+
+
+def _flat_mask(masks, names, params, device, dtype):
+    """The flat [P] 0/1 mask of sampled entries, or None when every entry is sampled."""
+    if not masks:
+        return None
+    unknown = sorted(set(masks) - set(names))
+    if unknown:
+        raise ValueError(f"param_masks name parameters that are not sampled: {unknown}")
+    parts = []
+    for k in names:
+        m = masks.get(k)
+        if m is None:
+            parts.append(torch.ones(params[k].numel(), dtype=dtype, device=device))
+        else:
+            if tuple(m.shape) != tuple(params[k].shape):
+                raise ValueError(f"param_masks[{k!r}] has shape {tuple(m.shape)}, expected {tuple(params[k].shape)}")
+            parts.append(m.reshape(-1).to(device=device, dtype=dtype))
+    return torch.cat(parts)
 
 
 def _check_finite(loss: torch.Tensor, t: int, cfg: SGLDConfig) -> None:

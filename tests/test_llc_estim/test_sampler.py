@@ -114,3 +114,23 @@ def test_calibrate_recommends_a_stable_step_and_plots(tmp_path):
     res = estimate_llc(model, data, mse, cal.recommended)
     plot_loss_traces(res, "lin-reg").savefig(tmp_path / "trace.png")
     assert (tmp_path / "cal.png").stat().st_size > 0
+
+
+def test_param_masks_freeze_entries():
+    """The loss depends only on w[1]; with w[1] frozen, every draw equals L(w*) exactly."""
+    model, data = linear_regression(3, 50)
+    x, y = data.tensors
+    x = x.clone()
+    x[:, 0] = 0
+    x[:, 2] = 0
+    data = torch.utils.data.TensorDataset(x, y)
+    mask = torch.tensor([[True], [False], [True]])
+    cfg = SGLDConfig(step_size=1e-3, num_draws=20, num_chains=2, param_masks={"w": mask}, progress=False)
+    res = estimate_llc(model, data, mse, cfg)
+    assert res.num_sampled_params == 2
+    np.testing.assert_allclose(res.loss_trace, res.init_loss, rtol=0, atol=1e-12)
+    unmasked = estimate_llc(model, data, mse, SGLDConfig(**{**cfg.__dict__, "param_masks": None}))
+    assert np.abs(unmasked.loss_trace - unmasked.init_loss).max() > 1e-6
+    with pytest.raises(ValueError, match="shape"):
+        estimate_llc(model, data, mse, SGLDConfig(step_size=1e-3, num_draws=2, param_masks={"w": torch.ones(2)}))
+    assert res.to_dict()["config/param_masks"] == {"w": 2}

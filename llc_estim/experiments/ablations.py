@@ -1,0 +1,230 @@
+"""Research question 3: how do ablations change the LLC?
+
+Per program: calibrate the step size on the intact compiled model (teacher loss), then with that one setting:
+  * the LLC of the intact model (all parameters);
+  * per component (heads, MLP layers, per-expression MLP slices, S-op directions): the weight-refined LLC in the
+    intact model, and, after zero- and mean-ablation, the accuracy against the reference and the LLC of the
+    ablated model under (a) its own teacher loss (its own weights are then an exact minimum), sampling only the
+    entries the ablation did not remove;
+  * (b) for zero-ablations: a short fine-tune of the remaining weights back towards the original function, the
+    accuracy it recovers, and the LLC of the fine-tuned model under the original teacher loss, with the gradient
+    norm there (it is not an exact minimum).
+Writes `results/ablations/<program>.csv`, figures, `metrics.json`, `README.md`.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datasets import generators
+from datasets.dataloaders import teacher_dataset
+from llc_estim import SGLDConfig, SGLDDivergenceError, calibrate, estimate_llc
+from llc_estim.ablation import ablate, components, keep_masks
+from llc_estim.experiments.common import environment, results_root, scale
+from llc_estim.experiments.teacher import teacher_loss
+from rasp_models import registry
+from tracr.haiku_to_pytorch import to_torch
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationConfig:
+    programs: tuple
+    n: int
+    n_test: int
+    base: SGLDConfig
+    step_grid: tuple
+    finetune_steps: int
+    directions: bool
+    seed: int = 0
+
+
+def _cfg(programs, n, n_test, chains, draws, burnin, grid, ft, directions=True):
+    return AblationConfig(programs, n, n_test, SGLDConfig(step_size=1e-6, localization=1.0, num_chains=chains,
+                                                          num_draws=draws, num_burnin=burnin, batch_size=32,
+                                                          mala_every=10, progress=False), grid, ft, directions)
+
+
+PRESETS = {
+    "smoke": _cfg(("fractok",), 32, 32, 2, 10, 5, (1e-6, 1e-5), 5),
+    "quick": _cfg(("fractok", "histogram", "triplets", "detect_abc", "palindrome", "peak"), 128, 300, 4, 100, 50,
+                  (1e-7, 1e-6, 1e-5), 150),
+    "full": _cfg(("fractok", "histogram", "triplets", "detect_abc", "dominant_peak", "reverse", "palindrome", "peak"),
+                 512, 1000, 8, 500, 200, (1e-8, 1e-7, 1e-6, 1e-5, 1e-4), 1000),
+}
+
+
+def accuracy(tm, spec, seqs) -> float:
+    """Share of defined positions where the decoded output equals the reference (numbers within 1e-3)."""
+    good = total = 0
+    for xs, row in zip(seqs, tm.decode(tm.encode(seqs))):
+        for got, want in zip(row[1:], spec.reference(xs)):
+            if want is None:
+                continue
+            total += 1
+            good += (abs(float(got) - float(want)) <= 1e-3) if spec.numerical else (got == want)
+    return good / total
+
+
+def _llc(tm, data, cfg, **kw) -> dict:
+    try:
+        res = estimate_llc(tm, data, teacher_loss, dataclasses.replace(cfg, **kw))
+        return {"llc_mean": res.llc_mean, "llc_std": res.llc_std, "acceptance": res.diagnostics["mala_acceptance"],
+                "sampled": res.num_sampled_params, "diverged": False}
+    except SGLDDivergenceError:
+        return {"llc_mean": math.nan, "llc_std": math.nan, "acceptance": math.nan, "sampled": 0, "diverged": True}
+
+
+def finetune(tm, target_data, keep: dict, steps: int, lr: float = 1e-3, seed: int = 0):
+    """Adam on the kept entries only, towards the original model's readout."""
+    model = copy.deepcopy(tm)
+    params = dict(model.named_parameters())
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(target_data)
+    for _ in range(steps):
+        idx = torch.randint(0, n, (32,), generator=gen)
+        loss = teacher_loss(model, target_data[idx])
+        opt.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for name, m in keep.items():
+                params[name].grad *= m
+        opt.step()
+        with torch.no_grad():  # Adam's momentum must not move removed entries either
+            for name, m in keep.items():
+                params[name][~m] = 0.0
+    return model
+
+
+def run_program(name: str, cfg: AblationConfig) -> list[dict]:
+    torch.set_num_threads(1)
+    spec = registry.get(name)
+    tm = to_torch(spec.compile())
+    seqs = generators.generate(spec, cfg.n, seed=cfg.seed)
+    test = generators.generate(spec, cfg.n_test, seed=cfg.seed + 1)
+    data = teacher_dataset(tm, seqs)
+    cal = calibrate(tm, data, teacher_loss, dataclasses.replace(cfg.base, num_chains=2), step_sizes=cfg.step_grid)
+    eps = cal.recommended.step_size if cal.recommended else min(cfg.step_grid)
+    base = dataclasses.replace(cfg.base, step_size=eps)
+    intact = _llc(tm, data, base)
+    rows = []
+    ids = data.tensors[0]
+    for comp in components(tm, include_directions=cfg.directions):
+        refined = _llc(tm, data, base, param_filter=list(comp.masks), param_masks=comp.masks)
+        modes = ["zero"] + (["mean"] if comp.kind in ("head", "mlp", "mlp_slice") else [])
+        for mode in modes:
+            ablated, removed = ablate(tm, comp, mode, ids)
+            keep = keep_masks(ablated, removed)
+            own = teacher_dataset(ablated, seqs)
+            row = {"program": name, "component": comp.name, "kind": comp.kind, "expressions": ";".join(comp.labels),
+                   "mode": mode, "component_params": comp.num_params, "step_size": eps,
+                   "acc_intact": accuracy(tm, spec, test), "acc_ablated": accuracy(ablated, spec, test),
+                   "llc_intact": intact["llc_mean"], "llc_intact_std": intact["llc_std"],
+                   "llc_refined": refined["llc_mean"], "llc_refined_std": refined["llc_std"]}
+            after = _llc(ablated, own, base, param_masks=keep)
+            row.update(llc_ablated=after["llc_mean"], llc_ablated_std=after["llc_std"], sampled_ablated=after["sampled"])
+            if mode == "zero" and cfg.finetune_steps:
+                tuned = finetune(ablated, data, keep, cfg.finetune_steps, seed=cfg.seed)
+                full = data.tensors
+                loss = teacher_loss(tuned, full)
+                grads = torch.autograd.grad(loss, [p for p in tuned.parameters()], allow_unused=True)
+                gnorm = math.sqrt(sum(float((g ** 2).sum()) for g in grads if g is not None))
+                ft = _llc(tuned, data, base, param_masks=keep)
+                row.update(acc_finetuned=accuracy(tuned, spec, test), finetune_loss=float(loss), finetune_grad_norm=gnorm,
+                           llc_finetuned=ft["llc_mean"], llc_finetuned_std=ft["llc_std"])
+            rows.append(row)
+    return rows
+
+
+def _spearman(x, y, reps=2000, seed=0):
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 4:
+        return {"rho": math.nan, "ci95": [math.nan, math.nan], "n": int(len(x))}
+    rng = np.random.default_rng(seed)
+    boots = [stats.spearmanr(x[i], y[i])[0] for i in (rng.integers(0, len(x), len(x)) for _ in range(reps))
+             if len(set(x[i])) > 1 and len(set(y[i])) > 1]
+    ci = [float(v) for v in np.nanpercentile(boots, [2.5, 97.5])] if boots else [math.nan, math.nan]
+    return {"rho": float(stats.spearmanr(x, y)[0]), "ci95": ci, "n": int(len(x))}
+
+
+def _figures(out: Path, name: str, rows: list):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    zero = [r for r in rows if r["mode"] == "zero"]
+    fig, ax = plt.subplots(1, 2, figsize=(13, 4))
+    x = np.arange(len(zero))
+    ax[0].bar(x - 0.2, [r["llc_refined"] for r in zero], 0.4, yerr=[r["llc_refined_std"] for r in zero], capsize=2,
+              label="refined LLC (intact model)")
+    ax[0].bar(x + 0.2, [r["llc_ablated"] for r in zero], 0.4, yerr=[r["llc_ablated_std"] for r in zero], capsize=2,
+              label="LLC after zero-ablation (own teacher loss)")
+    ax[0].axhline(zero[0]["llc_intact"], color="k", ls=":", label="LLC of the intact model")
+    ax[0].set_xticks(x, [r["component"] for r in zero], rotation=60, fontsize=6, ha="right")
+    ax[0].set_ylabel("estimated LLC (mean ± std over chains)")
+    ax[0].legend(fontsize=6)
+    ax[1].bar(x, [r["acc_ablated"] for r in zero], color="tab:red", label="zero-ablated")
+    if "acc_finetuned" in zero[0]:
+        ax[1].scatter(x, [r.get("acc_finetuned", np.nan) for r in zero], color="k", zorder=3, label="after fine-tune")
+    ax[1].set_xticks(x, [r["component"] for r in zero], rotation=60, fontsize=6, ha="right")
+    ax[1].set_ylabel("accuracy vs reference")
+    ax[1].legend(fontsize=6)
+    fig.suptitle(f"{name}: ablations (eps={zero[0]['step_size']:g}, teacher loss)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=110)
+    plt.close(fig)
+
+
+def run(cfg: AblationConfig, out: Path) -> dict:
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    every = []
+    for name in cfg.programs:
+        rows = run_program(name, cfg)
+        every += rows
+        keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
+        with open(out / f"{name}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        _figures(out, name, rows)
+        print(f"  {name:14s} {len(rows)} ablations, intact LLC {rows[0]['llc_intact']:.2f} "
+              f"eps {rows[0]['step_size']:g}  {time.time() - t0:.0f}s", flush=True)
+    zero = [r for r in every if r["mode"] == "zero"]
+    metrics = {
+        "rows": every,
+        "spearman_refined_vs_acc_drop": _spearman([r["llc_refined"] for r in zero],
+                                                  [r["acc_intact"] - r["acc_ablated"] for r in zero]),
+        "spearman_refined_vs_llc_change": _spearman([r["llc_refined"] for r in zero],
+                                                    [r["llc_intact"] - r["llc_ablated"] for r in zero]),
+        "seconds": time.time() - t0,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    (out / "config.json").write_text(json.dumps({**{k: v for k, v in dataclasses.asdict(cfg).items() if k != "base"},
+                                                 "base": cfg.base.to_dict(), "scale": scale(),
+                                                 "environment": environment()}, indent=2, default=str))
+    return metrics
+
+
+def main() -> None:
+    out = results_root() / "ablations"
+    print(f"ablation study at scale {scale()!r} -> {out}", flush=True)
+    run(PRESETS[scale()], out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Scale presets, results root and environment records shared by every experiment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+SCALES = ("smoke", "quick", "full")
+
+
+def scale() -> str:
+    """`LLC_SCALE` (default `quick`).
+
+    Raises:
+        ValueError: an unknown scale.
+    """
+    s = os.environ.get("LLC_SCALE", "quick")
+    if s not in SCALES:
+        raise ValueError(f"LLC_SCALE must be one of {SCALES}, got {s!r}")
+    return s
+
+
+def results_root() -> Path:
+    """`LLC_RESULTS_DIR` (default `results`)."""
+    return Path(os.environ.get("LLC_RESULTS_DIR", "results"))
+
+
+def environment() -> dict:
+    """Package versions and the git commit, recorded with every result."""
+    import haiku
+    import jax
+    import numpy as np
+    import torch
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
+            "haiku": haiku.__version__, "numpy": np.__version__, "git_commit": commit}

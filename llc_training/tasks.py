@@ -1,0 +1,154 @@
+"""Research question 2: train the compiled architectures from scratch and track the LLC at checkpoints.
+
+For each task: the compiled model's architecture (layers, heads, key size, MLP width, residual width) with
+trainable embeddings and readout, trained on disjoint train/validation/test splits. The model must beat the
+majority-class baseline on validation before its LLC curve is read. The LLC uses the training loss on training
+data, one sampler setting calibrated on the final checkpoint and reused for every checkpoint. Writes
+`results/training/<task>/` and `results/training/metrics.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from datasets import generators  # noqa: E402
+from datasets.dataloaders import LabelledSequences, pad_collate  # noqa: E402
+from llc_estim import SGLDConfig  # noqa: E402
+from llc_estim.experiments.common import environment, results_root, scale  # noqa: E402
+from llc_training.model import ModelConfig, TrainableTransformer  # noqa: E402
+from llc_training.train import (TrainConfig, calibrate_on_final, lead_lag, llc_curve, save_history,  # noqa: E402
+                                sequence_task, train)
+from rasp_models import registry  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRun:
+    name: str  # run name
+    program: str  # registered program whose architecture and data are used
+    sizes: tuple  # train, validation, test
+    train: TrainConfig
+    sgld: SGLDConfig  # base; step size calibrated on the final checkpoint
+    step_grid: tuple
+
+
+def _run(name, program, sizes, steps, n_ck, lr, wd, chains, draws, burnin, grid, seed=0):
+    return TaskRun(name, program, sizes,
+                   TrainConfig(steps=steps, batch_size=64, lr=lr, weight_decay=wd,
+                               checkpoints=TrainConfig.evenly(steps, n_ck), seed=seed),
+                   SGLDConfig(step_size=1e-5, localization=10.0, num_chains=chains, num_draws=draws, num_burnin=burnin,
+                              batch_size=64, mala_every=10, progress=False), grid)
+
+
+_GRID = (1e-6, 1e-5, 1e-4)
+PRESETS = {
+    "smoke": (_run("fractok", "fractok", (64, 32, 32), 60, 3, 3e-3, 0.01, 2, 10, 5, (1e-6, 1e-5)),),
+    "quick": (_run("palindrome", "palindrome", (2000, 500, 500), 3000, 15, 1e-3, 0.01, 4, 100, 50, _GRID),
+              _run("fractok", "fractok", (2000, 500, 500), 3000, 15, 1e-3, 0.01, 4, 100, 50, _GRID),
+              _run("peak", "peak", (2000, 500, 500), 1500, 8, 1e-3, 0.01, 4, 60, 30, _GRID),
+              _run("peak_small_data", "peak", (150, 500, 500), 3000, 15, 1e-3, 0.1, 4, 60, 30, _GRID)),
+    "full": (_run("palindrome", "palindrome", (5000, 1000, 1000), 10000, 40, 1e-3, 0.01, 8, 400, 200, _GRID),
+             _run("fractok", "fractok", (5000, 1000, 1000), 10000, 40, 1e-3, 0.01, 8, 400, 200, _GRID),
+             _run("peak", "peak", (5000, 1000, 1000), 6000, 30, 1e-3, 0.01, 8, 300, 150, _GRID),
+             _run("peak_small_data", "peak", (150, 1000, 1000), 20000, 40, 1e-3, 0.1, 8, 300, 150, _GRID)),
+}
+
+
+def tensors(spec, seqs, model) -> tuple:
+    ds = LabelledSequences(spec, seqs, model)
+    ids, labels, mask = pad_collate(ds.pad_id)([ds[i] for i in range(len(ds))])
+    return ids, labels, mask
+
+
+def run_task(run: TaskRun, out_dir: Path) -> dict:
+    """Trains one model, measures its LLC curve, writes its figure and curves; returns its metrics."""
+    torch.set_num_threads(1)
+    t0 = time.time()
+    spec = registry.get(run.program)
+    compiled = spec.compile()
+    tr, va, te = generators.splits(spec, run.sizes, seed=run.train.seed)
+    train_data, val_data, test_data = (tensors(spec, s, compiled) for s in (tr, va, te))
+    if spec.numerical:
+        train_data, val_data, test_data = ((i, y.float(), m) for i, y, m in (train_data, val_data, test_data))
+    model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=run.train.seed)
+    task = sequence_task(spec.numerical)
+    hist = train(model, task, train_data, val_data, run.train, progress=False)
+    cal, sgld = calibrate_on_final(model, task, train_data, hist,
+                                   dataclasses.replace(run.sgld, num_draws=max(run.sgld.num_draws // 2, 10)),
+                                   run.step_grid)
+    sgld = dataclasses.replace(run.sgld, step_size=sgld.step_size)
+    curve = llc_curve(model, task, train_data, hist, sgld, progress=False)
+    model.load_state_dict(hist.states[-1])
+    baseline = task.majority_baseline(val_data)
+    learned = hist.val_acc[-1] > baseline + 0.05
+    metrics = {
+        "program": run.program, "num_params": sum(p.numel() for p in model.parameters()),
+        "final_train_acc": hist.train_acc[-1], "final_val_acc": hist.val_acc[-1],
+        "test_acc": task.accuracy(model, test_data), "majority_baseline_val": baseline, "learned": learned,
+        "llc/mean": curve["llc_mean"][-1], "llc/std": curve["llc_std"][-1], "step_size": sgld.step_size,
+        "localization": sgld.localization, "nbeta": run.sizes[0] / math.log(run.sizes[0]),
+        "lead_lag": lead_lag(curve["llc_mean"], hist.val_loss), "calibration": cal.table,
+        "seconds": time.time() - t0,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_history(out_dir / "curves.json", hist, curve)
+    _plot(run, hist, curve, metrics, out_dir / "training_llc.png")
+    return metrics
+
+
+def _plot(run, hist, curve, m, path):
+    steps = np.asarray(hist.steps)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].plot(steps, hist.train_loss, label="train")
+    ax[0].plot(steps, hist.val_loss, label="validation")
+    ax[0].set_yscale("log")
+    ax[0].set_ylabel("loss (CE nats or MSE)")
+    ax[1].plot(steps, hist.train_acc, label="train")
+    ax[1].plot(steps, hist.val_acc, label="validation")
+    ax[1].axhline(m["majority_baseline_val"], color="grey", ls=":", label="majority baseline")
+    ax[1].set_ylabel("per-position accuracy")
+    mean, std = np.asarray(curve["llc_mean"]), np.asarray(curve["llc_std"])
+    ax[2].plot(steps, mean, color="k")
+    ax[2].fill_between(steps, mean - std, mean + std, color="k", alpha=0.2, label="± std over chains")
+    ax[2].set_ylabel("estimated LLC (train data)")
+    for a in ax:
+        a.set_xlabel("training step")
+        a.legend(fontsize=7)
+    s = run.sgld
+    fig.suptitle(f"{run.name}: n_train={run.sizes[0]}, AdamW lr={run.train.lr}, wd={run.train.weight_decay}; "
+                 f"SGLD eps={m['step_size']:g} (calibrated on final checkpoint), gamma={s.localization}, "
+                 f"{s.num_chains}x{s.num_draws} draws; learned={m['learned']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    root = results_root() / "training"
+    print(f"training study at scale {scale()!r} -> {root}", flush=True)
+    all_metrics = {}
+    for run in PRESETS[scale()]:
+        m = run_task(run, root / run.name)
+        all_metrics[run.name] = m
+        print(f"  {run.name:16s} val acc {m['final_val_acc']:.3f} (baseline {m['majority_baseline_val']:.3f}) "
+              f"final LLC {m['llc/mean']:.2f} eps {m['step_size']:g} {m['seconds']:.0f}s", flush=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "metrics.json").write_text(json.dumps(all_metrics, indent=2, default=float))
+    (root / "config.json").write_text(json.dumps({"scale": scale(), "runs": [
+        {"name": r.name, "program": r.program, "sizes": r.sizes, "train": dataclasses.asdict(r.train),
+         "sgld": r.sgld.to_dict(), "step_grid": r.step_grid} for r in PRESETS[scale()]],
+        "environment": environment()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
