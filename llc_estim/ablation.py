@@ -80,6 +80,24 @@ def components(tm, include_directions: bool = True) -> list[Component]:
     return out
 
 
+def structural_components(model) -> list[Component]:
+    """Heads and MLP layers found from parameter names alone (for trained models, which have no RASP labels)."""
+    params = dict(model.named_parameters())
+    out = []
+    for name in params:
+        m = re.match(r"^blocks\.(\d+)\.attn\.heads\.(\d+)\.W_Q$", name)
+        if m:
+            i, h = int(m.group(1)), int(m.group(2))
+            names = [f"blocks.{i}.attn.heads.{h}.{n}" for n in HEAD_PARAMS]
+            out.append(Component(f"L{i}.H{h}", "head", i, {n: _full(params[n]) for n in names}, []))
+        m = re.match(r"^blocks\.(\d+)\.mlp\.W_in$", name)
+        if m:
+            i = int(m.group(1))
+            names = [f"blocks.{i}.mlp.{n}" for n in ("W_in", "b_in", "W_out")]
+            out.append(Component(f"L{i}.MLP", "mlp", i, {n: _full(params[n]) for n in names}, []))
+    return out
+
+
 def direction_columns(tm, label: str) -> list[int]:
     """Residual indices of an S-op: `label` (numerical) or `label:value` (categorical)."""
     pat = re.compile(rf"^{re.escape(label)}(:.*)?$")

@@ -12,9 +12,10 @@ import numpy as np
 from llc_estim.config import SGLDConfig, SGLDDivergenceError
 from llc_estim.sampler import estimate_llc
 
-RULE = ("largest step size (then localization, nbeta as given) whose run did not diverge, had MALA acceptance "
-        ">= {min_acceptance} and an LLC within {k} combined standard deviations of the next smaller stable step "
-        "size (the flat region); if no pair is flat, the smallest stable step size")
+RULE = ("largest step size whose run did not diverge, had MALA acceptance >= {min_acceptance} and an LLC within "
+        "max({k} combined standard deviations, {rel:.0%}) of the next smaller stable step size (the flat region); "
+        "if no pair is flat: the largest stable step size with acceptance >= 0.9 (else the largest stable one), "
+        "flagged as not flat")
 
 
 @dataclasses.dataclass
@@ -24,6 +25,13 @@ class CalibrationResult:
     table: list
     recommended: Optional[SGLDConfig]
     rule: str
+    flat: bool = False  # whether the recommendation lies in a flat region
+
+    @property
+    def largest_stable_step(self) -> float:
+        """The largest step size that neither diverged nor fell below the acceptance threshold (nan if none)."""
+        ok = [r["step_size"] for r in self.table if r.get("stable")]
+        return max(ok) if ok else math.nan
 
     def figure(self):
         from llc_estim.plotting import plot_calibration
@@ -33,7 +41,7 @@ class CalibrationResult:
 
 def calibrate(model, data, loss_fn, base: SGLDConfig, step_sizes: Sequence[float],
               localizations: Optional[Sequence[float]] = None, nbetas: Optional[Sequence[Optional[float]]] = None,
-              min_acceptance: float = 0.8, k: float = 2.0, collate_fn=None) -> CalibrationResult:
+              min_acceptance: float = 0.5, k: float = 2.0, rel: float = 0.1, collate_fn=None) -> CalibrationResult:
     """Runs short estimates on a grid and recommends a setting (see `RULE`).
 
     Args:
@@ -55,23 +63,30 @@ def calibrate(model, data, loss_fn, base: SGLDConfig, step_sizes: Sequence[float
             row.update(llc_mean=math.nan, llc_std=math.nan, acceptance=math.nan, frac_below_init=math.nan,
                        nbeta_resolved=math.nan, diverged=True)
         table.append(row)
-    best = _recommend(table, min_acceptance, k)
+    for row in table:
+        row["stable"] = bool(not row["diverged"] and np.isfinite(row["llc_mean"]) and row["acceptance"] >= min_acceptance)
+    best, flat = _recommend(table, k, rel)
     rec = None if best is None else dataclasses.replace(
         base, step_size=best["step_size"], localization=best["localization"], nbeta=best["nbeta"])
-    return CalibrationResult(table, rec, RULE.format(min_acceptance=min_acceptance, k=k))
+    return CalibrationResult(table, rec, RULE.format(min_acceptance=min_acceptance, k=k, rel=rel), flat)
 
 
-def _recommend(table: list, min_acceptance: float, k: float) -> Optional[dict]:
+def _recommend(table: list, k: float, rel: float) -> tuple:
     groups: dict = {}
     for row in table:
         groups.setdefault((row["localization"], row["nbeta"]), []).append(row)
-    choice = None
+    choice, choice_flat = None, False
     for rows in groups.values():
-        stable = [r for r in sorted(rows, key=lambda r: r["step_size"])
-                  if not r["diverged"] and np.isfinite(r["llc_mean"]) and r["acceptance"] >= min_acceptance]
+        stable = [r for r in sorted(rows, key=lambda r: r["step_size"]) if r["stable"]]
         flat = [b for a, b in zip(stable, stable[1:])
-                if abs(b["llc_mean"] - a["llc_mean"]) <= k * math.hypot(a["llc_std"] or 0, b["llc_std"] or 0)]
-        pick = flat[-1] if flat else (stable[0] if stable else None)
-        if pick is not None and (choice is None or pick["step_size"] > choice["step_size"]):
-            choice = pick
-    return choice
+                if abs(b["llc_mean"] - a["llc_mean"]) <= max(k * math.hypot(a["llc_std"] or 0, b["llc_std"] or 0),
+                                                             rel * abs(b["llc_mean"]))]
+        if flat:
+            pick, is_flat = flat[-1], True
+        else:
+            mixed = [r for r in stable if r["acceptance"] >= 0.9]
+            pick, is_flat = (mixed or stable or [None])[-1], False
+        better = pick is not None and (choice is None or (is_flat, pick["step_size"]) > (choice_flat, choice["step_size"]))
+        if better:
+            choice, choice_flat = pick, is_flat
+    return choice, choice_flat

@@ -41,3 +41,30 @@ def environment() -> dict:
         commit = ""
     return {"python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
             "haiku": haiku.__version__, "numpy": np.__version__, "git_commit": commit}
+
+
+def run_parallel(fn, args_list: list, workers: int, on_done=None) -> list:
+    """`[fn(*args) for args in args_list]`, in `workers` spawned processes when workers > 1 (results in order).
+
+    Args:
+        on_done: optional callback `on_done(index, result)` called as each job finishes.
+    """
+    if workers <= 1:
+        out = []
+        for i, args in enumerate(args_list):
+            out.append(fn(*args))
+            if on_done:
+                on_done(i, out[-1])
+        return out
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    results = [None] * len(args_list)
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(fn, *args): i for i, args in enumerate(args_list)}
+        for fut in cf.as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            if on_done:
+                on_done(i, results[i])
+    return results

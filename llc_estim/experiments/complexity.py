@@ -1,21 +1,19 @@
 """Research question 1: does the LLC of a compiled transformer track the complexity of its algorithm?
 
 Algorithm (per scale preset):
-1. for every registered program (in worker processes): calibrate the step size on a log grid, then estimate the
-   LLC at the recommended step over seeds, with all parameters and with all but the embeddings;
-2. the common step size = the smallest recommended one, then one estimate of every program at it;
-3. size sweeps of fractok, palindrome and sort (same algorithm, bigger model);
-4. checks: loss-rescaling invariance on two programs, float32 vs float64;
+1. for every registered program and every size-sweep variant (fractok, palindrome, sort at several sizes), in
+   worker processes, costliest first: calibrate the step size on a log grid, then estimate the LLC at the
+   recommended step over seeds (sweeps: one seed), with all parameters and with all but the embeddings;
+2. the common step size = the largest step size stable for every program, then one estimate of each at it;
+3. checks: loss-rescaling invariance on two programs, float32 vs float64;
 5. Spearman correlations of the LLC with each descriptor (bootstrap over programs), tables, figures, README.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import json
 import math
-import multiprocessing as mp
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import numpy as np
 
 from llc_estim import SGLDConfig
 from llc_estim.experiments import complexity_report as report
-from llc_estim.experiments.common import environment, results_root, scale
+from llc_estim.experiments.common import environment, results_root, run_parallel, scale
 from llc_estim.experiments.complexity_runs import StudySettings, job
 from rasp_models import registry
 
@@ -37,8 +35,16 @@ class ComplexityConfig:
     seed: int = 0
 
 
+# Localization. Compiled models are extremely degenerate (most weights read directions that are always zero), so
+# with gamma = 1 the flat directions need ~2/(eps*gamma) steps to equilibrate, far beyond any affordable chain:
+# the estimate then grows with the chain length instead of converging (measured: a tenfold rise per decade of
+# eps, no plateau). gamma = 1000 confines them within ~2/(eps*1000) steps. The LLC is then measured at that
+# localization scale; compare programs only at equal gamma.
+LOCALIZATION = 1000.0
+
+
 def _settings(n, seeds, chains, draws, burnin, batch, grid, cal_draws, cal_burnin, no_embed_seeds):
-    base = SGLDConfig(step_size=1e-6, localization=1.0, num_chains=chains, num_draws=draws, num_burnin=burnin,
+    base = SGLDConfig(step_size=1e-6, localization=LOCALIZATION, num_chains=chains, num_draws=draws, num_burnin=burnin,
                       batch_size=batch, mala_every=10, progress=False)
     return StudySettings(num_sequences=n, seeds=seeds, base=base, step_grid=grid, calib_chains=2,
                          calib_draws=cal_draws, calib_burnin=cal_burnin, no_embed_seeds=no_embed_seeds)
@@ -49,54 +55,63 @@ _SWEEPS = (("fractok", {"letters": 5, "max_seq_len": 5}), ("fractok", {"letters"
            ("fractok", {"letters": 25, "max_seq_len": 10}), ("palindrome", {"max_seq_len": 4}),
            ("palindrome", {"max_seq_len": 6}), ("palindrome", {"max_seq_len": 8}), ("sort", {"max_seq_len": 3}),
            ("sort", {"max_seq_len": 4}), ("sort", {"max_seq_len": 5}))
-_GRID = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4)
+_GRID = (1e-7, 1e-6, 1e-5, 1e-4)
 
 PRESETS = {
     "smoke": ComplexityConfig(("identity", "fractok", "histogram"),
                               _settings(64, (0, 1), 2, 20, 10, 32, (1e-7, 1e-6, 1e-5), 10, 5, (0,)),
                               sweeps=(("fractok", {"letters": 5, "max_seq_len": 5}),), workers=1),
     "quick": ComplexityConfig(tuple(registry.names()),
-                              _settings(256, (0, 1, 2), 4, 150, 100, 32, _GRID, 60, 40, (0,)), sweeps=_SWEEPS),
+                              _settings(256, (0, 1, 2), 4, 150, 100, 32, _GRID, 80, 80, (0,)), sweeps=_SWEEPS),
     "full": ComplexityConfig(tuple(registry.names()),
-                             _settings(1024, (0, 1, 2), 8, 1000, 500, 64, _GRID + (3e-8, 3e-7, 3e-6, 3e-5), 300, 200,
+                             _settings(1024, (0, 1, 2), 8, 1000, 500, 64, _GRID + (3e-7, 3e-6, 3e-5, 3e-4), 300, 300,
                                        (0, 1, 2)), sweeps=_SWEEPS),
 }
 
 
 def _run_jobs(jobs: list, workers: int) -> list:
     """Runs (kind, name, settings, extra) jobs, in `workers` spawned processes when workers > 1."""
-    if workers <= 1:
-        return [job(*j) for j in jobs]
-    results = [None] * len(jobs)
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(job, *j): i for i, j in enumerate(jobs)}
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            results[i] = fut.result()
-            r = results[i]
-            if isinstance(r, dict) and "program" in r:
-                llc = (r.get("all") or r).get("llc_mean", math.nan) if r.get("all") is not None or "llc_mean" in r \
-                    else math.nan
-                print(f"  {jobs[i][0]:8s} {r['program']:22s} llc {llc:10.3f}  step {r.get('step_size', math.nan):.0e}",
-                      flush=True)
-    return results
+
+    def report(i, r):
+        if isinstance(r, dict) and "program" in r:
+            llc = (r.get("all") or {}).get("llc_mean", r.get("llc_mean", math.nan))
+            print(f"  {jobs[i][0]:8s} {r['program']:22s} llc {llc:10.3f}  step {r.get('step_size', math.nan):.0e}",
+                  flush=True)
+
+    return run_parallel(job, jobs, workers, on_done=report)
+
+
+def _cost(job_args) -> float:
+    """Rough cost for scheduling: parameters of the compiled model (seeds for registered programs)."""
+    kind, name, st, extra = job_args
+    from llc_estim.experiments.complexity_runs import sweep_spec
+
+    spec = registry.get(name) if name else sweep_spec(*extra)
+    return spec.compile().model_config.mlp_hidden_size * len(spec.compile().residual_labels) * (
+        len(st.seeds) if kind == "program" else 1)
 
 
 def run(cfg: ComplexityConfig, out_dir: Path) -> dict:
     """Runs the study and writes `out_dir`; returns the metrics."""
     t0 = time.time()
     st = cfg.settings
-    print(f"[1/4] calibrate + estimate {len(cfg.programs)} programs over seeds {st.seeds}", flush=True)
-    programs = _run_jobs([("program", p, st, None) for p in cfg.programs], cfg.workers)
+    jobs = [("program", p, st, None) for p in cfg.programs] + [("sweep", None, st, s) for s in cfg.sweeps]
+    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
+    print(f"[1/3] calibrate + estimate {len(cfg.programs)} programs (seeds {st.seeds}) and {len(cfg.sweeps)} "
+          f"sweep variants", flush=True)
+    done = _run_jobs([jobs[i] for i in order], cfg.workers)
+    results = [None] * len(jobs)
+    for i, r in zip(order, done):
+        results[i] = r
+    programs, sweeps = results[:len(cfg.programs)], results[len(cfg.programs):]
     steps = {r["program"]: r["step_size"] for r in programs}
-    finite = [s for s in steps.values() if math.isfinite(s)]
-    common = min(finite) if finite else math.nan
-    print(f"[2/4] common step size {common:g} for every program", flush=True)
-    commons = _run_jobs([("common", p, st, common) for p in cfg.programs], cfg.workers) if finite else []
-    print(f"[3/4] size sweeps ({len(cfg.sweeps)}) and checks", flush=True)
-    sweeps = _run_jobs([("sweep", None, st, s) for s in cfg.sweeps] + [("checks", None, st, steps)], cfg.workers)
-    checks = sweeps.pop()
-    print("[4/4] tables, correlations, figures, README", flush=True)
+    stable = [r["largest_stable_step"] for r in programs]
+    common = min(stable) if stable and all(math.isfinite(s) for s in stable) else math.nan
+    print(f"[2/3] common step size {common:g} (largest stable for every program) and checks", flush=True)
+    tail = [("common", p, st, common) for p in cfg.programs] if math.isfinite(common) else []
+    tail_out = _run_jobs(tail + [("checks", None, st, steps)], cfg.workers)
+    commons, checks = tail_out[:-1], tail_out[-1]
+    print("[3/3] tables, correlations, figures, README", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = report.write_all(out_dir, programs, commons, sweeps, checks, common, cfg)
     config = {"scale": scale(), "seed": cfg.seed, "programs": list(cfg.programs), "settings": _jsonable(st),

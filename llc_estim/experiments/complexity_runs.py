@@ -107,7 +107,8 @@ def run_program(spec: ProgramSpec, st: StudySettings) -> dict:
                                      num_burnin=st.calib_burnin, progress=False)
     cal = calibrate(tm, data, teacher_loss, calib_base, step_sizes=st.step_grid)
     out = {"program": spec.name, "descriptors": _descriptors(spec), "n": st.num_sequences,
-           "calibration": cal.table, "calibration_rule": cal.rule}
+           "calibration": cal.table, "calibration_rule": cal.rule, "calibration_flat": cal.flat,
+           "largest_stable_step": cal.largest_stable_step}
     if cal.recommended is None:
         out.update(step_size=math.nan, all=None, no_embed=None, seconds=time.time() - t0)
         return out
@@ -139,10 +140,15 @@ def run_checks(st: StudySettings, step_sizes: dict) -> dict:
             continue
         nbeta = st.num_sequences / math.log(st.num_sequences)
         cfg = dataclasses.replace(st.base, step_size=eps, nbeta=nbeta, progress=False)
-        a = estimate_llc(tm, data, teacher_loss, cfg)
-        b = estimate_llc(tm, data, lambda m, bt: 10.0 * teacher_loss(m, bt), dataclasses.replace(cfg, nbeta=nbeta / 10))
+        try:
+            a = estimate_llc(tm, data, teacher_loss, cfg)
+            b = estimate_llc(tm, data, lambda m, bt: 10.0 * teacher_loss(m, bt),
+                             dataclasses.replace(cfg, nbeta=nbeta / 10))
+        except SGLDDivergenceError as err:
+            out["rescaling"][name] = {"diverged": str(err)}
+            continue
         out["rescaling"][name] = {"loss_x1": a.llc_mean, "loss_x10_nbeta_div10": b.llc_mean,
-                                  "rel_diff": abs(a.llc_mean - b.llc_mean) / abs(a.llc_mean)}
+                                  "rel_diff": abs(a.llc_mean - b.llc_mean) / abs(a.llc_mean), "step_size": eps}
     eps = step_sizes.get("fractok")
     if eps is not None and math.isfinite(eps):
         spec = registry.get("fractok")
@@ -150,8 +156,11 @@ def run_checks(st: StudySettings, step_sizes: dict) -> dict:
             tm, data = _setup(spec, st.num_sequences, dtype)
             ids, target, mask = data.tensors
             data = torch.utils.data.TensorDataset(ids, target.to(dtype), mask)
-            res = estimate_llc(tm, data, teacher_loss, dataclasses.replace(st.base, step_size=eps, progress=False))
-            out["dtype"][str(dtype).replace("torch.", "")] = {"llc_mean": res.llc_mean, "llc_std": res.llc_std}
+            try:
+                res = estimate_llc(tm, data, teacher_loss, dataclasses.replace(st.base, step_size=eps, progress=False))
+                out["dtype"][str(dtype).replace("torch.", "")] = {"llc_mean": res.llc_mean, "llc_std": res.llc_std}
+            except SGLDDivergenceError as err:
+                out["dtype"][str(dtype).replace("torch.", "")] = {"diverged": str(err)}
     return out
 
 
@@ -167,7 +176,8 @@ def job(kind: str, spec_name: Optional[str], st: StudySettings, extra=None) -> d
         return run_program(registry.get(spec_name), st)
     if kind == "sweep":
         family, size = extra
-        return {**run_program(sweep_spec(family, size), st), "family": family, "size": size}
+        one_seed = dataclasses.replace(st, seeds=st.seeds[:1], no_embed_seeds=())
+        return {**run_program(sweep_spec(family, size), one_seed), "family": family, "size": size}
     if kind == "common":
         return run_common(registry.get(spec_name), st, extra)
     if kind == "checks":

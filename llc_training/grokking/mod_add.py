@@ -2,7 +2,9 @@
 
 p = 53, 40% of all pairs for training, the 4.4k-parameter MLP, Adam lr 5e-3 with weight decay 2e-4 (L2), batch 128;
 LLC on training data with SGLD eps 3e-3, gamma 5, nbeta 2 (the published setting; not recalibrated, so the curve
-is comparable with theirs). Writes `results/grokking/`.
+is comparable with theirs). float32, as in the reference. Whether a run groks within 25k steps depends on the seed
+(the reference notebook says so too): seeds are tried in order and the first that reaches 99% test accuracy is
+used; every seed tried is recorded. Writes `results/grokking/`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class GrokConfig:
     train_frac: float
     train: TrainConfig
     sgld: SGLDConfig
-    seed: int = 0
+    seeds: tuple = (0, 1, 2, 3, 4, 5, 6, 7)  # tried in order; the first whose test accuracy reaches 99% is used
 
 
 def _preset(steps, n_ck, draws, chains):
@@ -44,7 +46,7 @@ def _preset(steps, n_ck, draws, chains):
                                       num_burnin=0, batch_size=128, mala_every=0, progress=False))
 
 
-PRESETS = {"smoke": _preset(600, 6, 30, 2), "quick": _preset(25000, 100, 200, 4), "full": _preset(25000, 100, 500, 8)}
+PRESETS = {"smoke": dataclasses.replace(_preset(600, 6, 30, 2), seeds=(0,)), "quick": _preset(25000, 100, 200, 4), "full": _preset(25000, 100, 500, 8)}
 
 
 def data(p: int, train_frac: float, seed: int):
@@ -115,26 +117,65 @@ def plot(hist, curve, summary, cfg: GrokConfig, path: Path) -> None:
 def run(cfg: GrokConfig, out_dir: Path) -> dict:
     torch.set_num_threads(1)
     t0 = time.time()
-    train_data, test_data = data(cfg.p, cfg.train_frac, cfg.seed)
-    model = ModAddMLP(cfg.p, seed=cfg.seed).double()
     task = classification_task()
-    hist = train(model, task, train_data, test_data, cfg.train, progress=False)
+    tried = {}
+    for seed in cfg.seeds:
+        train_data, test_data = data(cfg.p, cfg.train_frac, seed)
+        model = ModAddMLP(cfg.p, seed=seed)
+        hist = train(model, task, train_data, test_data, dataclasses.replace(cfg.train, seed=seed), progress=False)
+        tried[seed] = hist.val_acc[-1]
+        print(f"  seed {seed}: final test accuracy {hist.val_acc[-1]:.3f}", flush=True)
+        if hist.val_acc[-1] >= 0.99:
+            break
     t_train = time.time() - t0
     curve = llc_curve(model, task, train_data, hist, cfg.sgld, progress=False)
     summary = summarize(hist, curve)
     summary["lead_lag"] = lead_lag(curve["llc_mean"], hist.val_loss)
     summary["majority_baseline_test"] = task.majority_baseline(test_data)
+    summary["seed"] = seed
+    summary["seeds_tried_final_test_acc"] = tried
     summary.update(seconds_train=t_train, seconds_total=time.time() - t0,
                    num_params=sum(p.numel() for p in model.parameters()))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
     save_history(out_dir / "curves.json", hist, curve)
     (out_dir / "config.json").write_text(json.dumps({
-        "scale": scale(), "seed": cfg.seed, "p": cfg.p, "train_frac": cfg.train_frac,
+        "scale": scale(), "seed": seed, "seeds": list(cfg.seeds), "p": cfg.p, "train_frac": cfg.train_frac,
         "train": dataclasses.asdict(cfg.train), "sgld": cfg.sgld.to_dict(), "environment": environment()},
         indent=2))
     plot(hist, curve, summary, cfg, out_dir / "grokking_llc.png")
+    (out_dir / "README.md").write_text(readme(summary, cfg))
     return summary
+
+
+def readme(s: dict, cfg: GrokConfig) -> str:
+    """Plain-words summary of the run; every number comes from it."""
+    every = cfg.train.steps // len(cfg.train.checkpoints)
+    held = (s["llc_decline_from_peak"] >= 0.3 and s["final_test_acc"] >= 0.99
+            and s["test_acc_cross50_checkpoint"] is not None and s["llc_peak_checkpoint"] < s["test_acc_cross50_checkpoint"])
+    sig = {lag: v for lag, v in s["lead_lag"].items() if v["p"] == v["p"] and v["p"] < 0.05}
+    sg = cfg.sgld
+    return "\n".join([
+        "# Grokking anchor: modular addition (p = 53), LLC at every checkpoint", "",
+        f"Setup: {cfg.train_frac:.0%} of the {cfg.p}^2 pairs for training, the {s['num_params']}-parameter MLP, Adam "
+        f"lr {cfg.train.lr}, weight decay {cfg.train.weight_decay}, batch {cfg.train.batch_size}, {cfg.train.steps} "
+        f"steps, {len(cfg.train.checkpoints)} checkpoints (one every {every} steps). LLC on the training data with "
+        f"SGLD eps {sg.step_size}, gamma {sg.localization}, nbeta {sg.nbeta}, {sg.num_chains} chains x {sg.num_draws} "
+        f"draws. Seed {s['seed']}; final test accuracy of every seed tried: {s['seeds_tried_final_test_acc']}.", "",
+        "## What was found", "",
+        f"- Memorisation: train accuracy passes 99% at checkpoint {s['train_acc_cross99_checkpoint']}.",
+        f"- The LLC peaks at checkpoint {s['llc_peak_checkpoint']} ({s['llc_peak_value']:.1f}); test accuracy "
+        f"passes 50% at checkpoint {s['test_acc_cross50_checkpoint']} and ends at {s['final_test_acc']:.3f}.",
+        f"- From its peak the LLC falls by {s['llc_decline_from_peak']:.0%} to {s['llc_final']:.1f}; over the "
+        f"checkpoints its Pearson correlation with the test loss is {s['corr_llc_test_loss']:.2f}.",
+        f"- The reference shape (LLC peak during memorisation, then a decline of at least 30% while test accuracy "
+        f"rises to 100%) {'is reproduced' if held else 'is NOT reproduced'} by this run.",
+        "- Lead-lag of checkpoint-to-checkpoint changes (positive lag: the LLC moves first): "
+        + (", ".join(f"lag {k}: r = {v['r']:.2f} (p = {v['p']:.3f})" for k, v in sig.items()) if sig else
+           "no lag with a permutation p-value below 0.05") + ". The permutation test ignores autocorrelation.",
+        f"- {sum(1 for v in s['seeds_tried_final_test_acc'].values() if v < 0.99)} of the "
+        f"{len(s['seeds_tried_final_test_acc'])} seeds tried did not grok within {cfg.train.steps} steps.", "",
+        "Figure: `grokking_llc.png`. Numbers: `metrics.json`; curves: `curves.json`.", ""])
 
 
 def main() -> None:
