@@ -86,9 +86,33 @@ def dominant_mixture(rng: random.Random, spec: ProgramSpec) -> list:
     return xs
 
 
-SAMPLERS: dict[str, Sampler] = {"palindrome": palindrome_balanced, "palindrome_seq": palindrome_balanced,
-                                "fractok": fractok_rate, "peak": peak_mixture, "shuffle_dyck2": dyck_mixture,
-                                "dominant_peak": dominant_mixture}
+def planted(pattern_of: Callable) -> Sampler:
+    """Uniform sequences, half of them with a pattern copied in at a random place (so True labels are common)."""
+
+    def sample(rng: random.Random, spec: ProgramSpec) -> list:
+        xs = uniform(rng, spec)
+        pattern = pattern_of(rng, spec)
+        if rng.random() < 0.5 and len(pattern) <= spec.max_seq_len:
+            if len(xs) < len(pattern):  # lengthen to fit the pattern
+                xs = [rng.choice(sorted(spec.vocab, key=str)) for _ in range(len(pattern))]
+            at = rng.randint(0, len(xs) - len(pattern))
+            xs[at:at + len(pattern)] = pattern
+        return xs
+
+    return sample
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "palindrome": palindrome_balanced, "palindrome_seq": palindrome_balanced, "fractok": fractok_rate,
+    "peak": peak_mixture, "shuffle_dyck2": dyck_mixture, "dominant_peak": dominant_mixture,
+    "detect_abc": planted(lambda rng, spec: list("abc")),
+    "triplets": planted(lambda rng, spec: [rng.choice(sorted(spec.vocab))] * 3),
+}
+
+
+def sampler_for(spec: ProgramSpec) -> Sampler:
+    """The data generator of a program (variants use their family's)."""
+    return SAMPLERS.get(spec.family or spec.name, uniform)
 
 
 def generate(spec: ProgramSpec, n: int, seed: int) -> list[list]:
@@ -96,7 +120,7 @@ def generate(spec: ProgramSpec, n: int, seed: int) -> list[list]:
     if n < 1:
         raise ValueError("n must be >= 1")
     rng = random.Random(seed)
-    sampler = SAMPLERS.get(spec.name, uniform)
+    sampler = sampler_for(spec)
     return [sampler(rng, spec) for _ in range(n)]
 
 
@@ -109,7 +133,7 @@ def splits(spec: ProgramSpec, sizes: tuple[int, int, int], seed: int) -> tuple[l
     if min(sizes) < 1:
         raise ValueError(f"every split needs at least one sequence, got {sizes}")
     rng = random.Random(seed)
-    sampler = SAMPLERS.get(spec.name, uniform)
+    sampler = sampler_for(spec)
     taken: set = set()
     out = []
     for size in sizes:

@@ -56,7 +56,10 @@ def sequence_task(numerical: bool, tol: float = 0.02) -> Task:
         if numerical:
             d = (out[..., 0] - y) ** 2
             return (d * mask).sum() / mask.sum()
-        return nn.functional.cross_entropy(out[mask], y[mask])
+        # no boolean indexing: the sampler vmaps this loss over chains
+        ce = nn.functional.cross_entropy(out.flatten(0, 1), torch.where(mask, y, 0).flatten(), reduction="none")
+        mask = mask.to(ce.dtype)
+        return (ce.view_as(mask) * mask).sum() / mask.sum()
 
     @torch.no_grad()
     def accuracy(model, batch):

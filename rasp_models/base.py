@@ -28,6 +28,7 @@ class ProgramSpec:
         reference: plain-Python output per position (None where undefined), independent of RASP.
         numerical: whether the output is numerical.
         causal: compile with a causal mask.
+        family: the registered program this is a variant of (e.g. a size sweep); selects its data generator.
     """
 
     name: str
@@ -38,6 +39,7 @@ class ProgramSpec:
     reference: Callable[[list], list]
     numerical: bool = False
     causal: bool = False
+    family: str = ""
 
     @property
     def VOCAB(self) -> frozenset:  # noqa: N802 - module-style constant names of the issue's contract

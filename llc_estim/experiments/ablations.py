@@ -146,7 +146,8 @@ def run_program(name: str, cfg: AblationConfig) -> list[dict]:
                 grads = torch.autograd.grad(loss, [p for p in tuned.parameters()], allow_unused=True)
                 gnorm = math.sqrt(sum(float((g ** 2).sum()) for g in grads if g is not None))
                 ft = _llc(tuned, data, base, param_masks=keep)
-                row.update(acc_finetuned=accuracy(tuned, spec, test), finetune_loss=float(loss), finetune_grad_norm=gnorm,
+                row.update(acc_finetuned=accuracy(tuned, spec, test), finetune_loss=float(loss.detach()),
+                           finetune_grad_norm=gnorm,
                            llc_finetuned=ft["llc_mean"], llc_finetuned_std=ft["llc_std"])
             rows.append(row)
     return rows

@@ -195,9 +195,10 @@ def write_all(out_dir: Path, programs, commons, sweeps, checks, common_step, cfg
                     "num_params": s["descriptors"]["num_params"], "llc/mean": _pooled(s.get("all"))[0],
                     "llc/std": _pooled(s.get("all"))[1]} for s in sweeps],
         "calibration": {p["program"]: p["calibration"] for p in programs},
+        "step_reductions": {p["program"]: p.get("step_reductions", []) for p in programs},
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    (out_dir / "README.md").write_text(readme(table, corr, corr_common, metrics, hp))
+    (out_dir / "README.md").write_text(readme(table, corr, corr_common, {**metrics, "_programs": programs}, hp))
     return metrics
 
 
@@ -246,14 +247,22 @@ def readme(table, corr, corr_common, metrics, hp) -> str:
               ]
     chk = metrics["checks"]
     for name, r in chk.get("rescaling", {}).items():
+        if "diverged" in r:
+            lines.append(f"- Loss-rescaling check on {name}: diverged ({r['diverged']})")
+            continue
         lines.append(f"- Loss-rescaling check on {name}: LLC {_fmt(r['loss_x1'])} with the loss, "
                      f"{_fmt(r['loss_x10_nbeta_div10'])} with 10x the loss and nbeta/10 (relative difference "
                      f"{_fmt(r['rel_diff'])}).")
-    if chk.get("dtype"):
+    if chk.get("dtype") and all("llc_mean" in v for v in chk["dtype"].values()):
         d = chk["dtype"]
         lines.append(f"- float32 vs float64 on fractok: {_fmt(d['float32']['llc_mean'])} ± "
                      f"{_fmt(d['float32']['llc_std'])} vs {_fmt(d['float64']['llc_mean'])} ± "
                      f"{_fmt(d['float64']['llc_std'])}.")
+    reduced = {p["program"]: len(p.get("step_reductions", [])) for p in metrics.get("_programs", [])}
+    reduced = {k: v for k, v in reduced.items() if v}
+    if reduced:
+        lines.append("- Step size reduced after a full run diverged or had an exploding chain: "
+                     + ", ".join(f"{k} ({v}x)" for k, v in reduced.items()) + ".")
     below = [r["program"] for r in ok if r["frac_below_init"] > 0.05]
     lines.append("- Draws below the initial loss: " + (f"more than 5% for {', '.join(below)} (w* may not be a "
                  "strict local minimum there, or the chain is too hot)." if below else

@@ -46,18 +46,20 @@ class StudySettings:
 def sweep_spec(family: str, size: dict) -> ProgramSpec:
     """A registered program at another size (same algorithm, bigger model)."""
     if family == "fractok":
-        return fractok.make_spec(size["letters"], size["max_seq_len"],
-                                 name=f"fractok_v{size['letters']}_l{size['max_seq_len']}")
+        return dataclasses.replace(fractok.make_spec(size["letters"], size["max_seq_len"],
+                                                     name=f"fractok_v{size['letters']}_l{size['max_seq_len']}"),
+                                   family="fractok")
     base = {"palindrome": palindrome.SPEC, "sort": sort.SPEC}[family]
     if family == "sort":
         msl = size["max_seq_len"]
         from tracr.compiler import lib
         from tracr.rasp import rasp
 
-        return dataclasses.replace(base, name=f"sort_l{msl}", max_seq_len=msl,
+        return dataclasses.replace(base, name=f"sort_l{msl}", max_seq_len=msl, family="sort",
                                    make_program=lambda: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=msl,
                                                                       min_key=1))
-    return dataclasses.replace(base, name=f"{family}_l{size['max_seq_len']}", max_seq_len=size["max_seq_len"])
+    return dataclasses.replace(base, name=f"{family}_l{size['max_seq_len']}", max_seq_len=size["max_seq_len"],
+                               family=family)
 
 
 def _setup(spec: ProgramSpec, n: int, dtype=torch.float64):
@@ -80,6 +82,12 @@ def _estimate_over_seeds(tm, data, cfg: SGLDConfig, seeds, param_filter=None) ->
                                                                            progress=False))
         except SGLDDivergenceError as err:
             runs.append({"diverged": True, "error": str(err)})
+            continue
+        chains = res.llc_per_chain
+        med = float(np.median(np.abs(chains)))
+        exploded = bool(np.any(np.abs(chains) > 10 * med + 10))
+        if exploded:  # a chain ran away without producing NaN: treated like a divergence
+            runs.append({"diverged": True, "error": f"exploding chain: per-chain LLC {chains.tolist()}"})
             continue
         runs.append({"diverged": False, **_summary(res)})
         if trace is None:
@@ -112,11 +120,19 @@ def run_program(spec: ProgramSpec, st: StudySettings) -> dict:
     if cal.recommended is None:
         out.update(step_size=math.nan, all=None, no_embed=None, seconds=time.time() - t0)
         return out
-    cfg = dataclasses.replace(st.base, step_size=cal.recommended.step_size)
-    out["step_size"] = cfg.step_size
-    out["all"] = _estimate_over_seeds(tm, data, cfg, st.seeds)
-    out["no_embed"] = _estimate_over_seeds(tm, data, cfg, st.no_embed_seeds, param_filter=not_embedding)
-    out["seconds"] = time.time() - t0
+    # The short calibration runs can miss instabilities that the full runs hit: if any full run diverges or has an
+    # exploding chain, step down the grid and redo all of them (every reduction is recorded).
+    candidates = sorted((e for e in st.step_grid if e <= cal.recommended.step_size), reverse=True)
+    out["step_reductions"] = []
+    for eps in candidates:
+        cfg = dataclasses.replace(st.base, step_size=eps)
+        every = _estimate_over_seeds(tm, data, cfg, st.seeds)
+        no_embed = _estimate_over_seeds(tm, data, cfg, st.no_embed_seeds, param_filter=not_embedding)
+        if every["num_diverged"] == 0 and no_embed["num_diverged"] == 0:
+            break
+        out["step_reductions"].append({"step_size": eps, "errors": [r.get("error") for r in every["runs"]
+                                                                     + no_embed["runs"] if r["diverged"]]})
+    out.update(step_size=eps, all=every, no_embed=no_embed, seconds=time.time() - t0)
     return out
 
 

@@ -105,3 +105,17 @@ def test_lead_lag_detects_a_leading_series():
     res = lead_lag(list(x), list(lagged), max_lag=3, perms=500)
     assert res[2]["r"] > 0.9 and res[2]["p"] < 0.01
     assert abs(res[-2]["r"]) < 0.5
+
+
+def test_sequence_losses_work_under_the_vectorised_sampler():
+    from torch.utils.data import TensorDataset
+
+    from llc_estim import estimate_llc
+
+    for name in ("triplets", "fractok"):
+        spec, compiled, model = _model(name)
+        ids, y, m = tensors(spec, generators.generate(spec, 32, seed=0), compiled)
+        data = TensorDataset(ids, y.double() if spec.numerical else y, m)
+        res = estimate_llc(model, data, sequence_task(spec.numerical).loss,
+                           SGLDConfig(step_size=1e-6, num_chains=2, num_draws=3, num_burnin=0, progress=False))
+        assert np.isfinite(res.llc_mean)

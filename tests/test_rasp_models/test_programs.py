@@ -92,7 +92,7 @@ def test_bad_tokens_raise():
         tm.encode([["a"] * 50])
 
 
-@pytest.mark.parametrize("name, low, high", [("peak", 0.3, 0.5), ("palindrome", 0.3, 0.8),
+@pytest.mark.parametrize("name, low, high", [("peak", 0.3, 0.5), ("palindrome", 0.3, 0.8), ("detect_abc", 0.2, 0.4), ("triplets", 0.3, 0.5),
                                              ("dominant_peak", 0.1, 0.5), ("shuffle_dyck2", 0.3, 0.7)])
 def test_boolean_tasks_have_both_classes_in_controlled_shares(name, low, high):
     spec = registry.get(name)
@@ -126,3 +126,10 @@ def test_labelled_sequences_and_padding_collate():
         LabelledSequences(spec, [])
     with pytest.raises(ValueError):
         LabelledSequences(spec, [["z"]])
+
+
+def test_sweep_variants_use_their_family_generator():
+    from llc_estim.experiments.complexity_runs import sweep_spec
+
+    variant = sweep_spec("fractok", {"letters": 13, "max_seq_len": 10})
+    assert generators.sampler_for(variant) is generators.sampler_for(registry.get("fractok"))
