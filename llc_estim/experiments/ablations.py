@@ -45,7 +45,9 @@ class AblationConfig:
     finetune_steps: int
     directions: bool
     seed: int = 0
-    detail_max_params: int = 50_000  # larger programs: heads and MLP layers only (no slices, no directions)
+    detail_max_params: int = 50_000  # larger programs: heads and MLP layers only, and a cheaper sampler (below)
+    large_budget: float = 0.5  # draws, burn-in and fine-tune steps scaled by this above detail_max_params
+    trained_max_params: int = 50_000  # trained models larger than this are not ablated (0: no limit)
     workers: int = 2
 
 
@@ -60,8 +62,10 @@ PRESETS = {
     "smoke": dataclasses.replace(_cfg(("fractok",), 32, 32, 2, 10, 5, (1e-6, 1e-5), 5), workers=1),
     "quick": _cfg(("peak", "palindrome", "fractok", "histogram", "triplets", "detect_abc"), 128, 300, 3, 60, 40,
                   (1e-7, 1e-6, 1e-5, 1e-4), 150),
-    "full": _cfg(("fractok", "histogram", "triplets", "detect_abc", "dominant_peak", "reverse", "palindrome", "peak"),
-                 512, 1000, 8, 500, 200, (1e-8, 1e-7, 1e-6, 1e-5, 1e-4), 1000),
+    "full": dataclasses.replace(
+        _cfg(("peak", "palindrome", "fractok", "histogram", "triplets", "detect_abc", "dominant_peak", "reverse"),
+             512, 1000, 8, 500, 200, (1e-8, 1e-7, 1e-6, 1e-5, 1e-4), 1000),
+        detail_max_params=500_000, large_budget=1.0, trained_max_params=0),
 }
 
 
@@ -115,13 +119,18 @@ def run_program(name: str, cfg: AblationConfig) -> list[dict]:
     seqs = generators.generate(spec, cfg.n, seed=cfg.seed)
     test = generators.generate(spec, cfg.n_test, seed=cfg.seed + 1)
     data = teacher_dataset(tm, seqs)
-    cal = calibrate(tm, data, teacher_loss, dataclasses.replace(cfg.base, num_chains=2), step_sizes=cfg.step_grid)
+    detailed = sum(p.numel() for p in tm.parameters()) <= cfg.detail_max_params
+    base, ft_steps = cfg.base, cfg.finetune_steps
+    if not detailed:  # a cheaper sampler for the largest models, recorded in every row
+        base = dataclasses.replace(base, num_chains=2, num_draws=max(int(base.num_draws * cfg.large_budget), 10),
+                                   num_burnin=max(int(base.num_burnin * cfg.large_budget), 5))
+        ft_steps = int(ft_steps * cfg.large_budget)
+    cal = calibrate(tm, data, teacher_loss, dataclasses.replace(base, num_chains=2), step_sizes=cfg.step_grid)
     eps = cal.recommended.step_size if cal.recommended else min(cfg.step_grid)
-    base = dataclasses.replace(cfg.base, step_size=eps)
+    base = dataclasses.replace(base, step_size=eps)
     intact = _llc(tm, data, base)
     rows = []
     ids = data.tensors[0]
-    detailed = sum(p.numel() for p in tm.parameters()) <= cfg.detail_max_params
     comps = components(tm, include_directions=cfg.directions and detailed)
     if not detailed:
         comps = [c for c in comps if c.kind in ("head", "mlp")]
@@ -134,13 +143,14 @@ def run_program(name: str, cfg: AblationConfig) -> list[dict]:
             own = teacher_dataset(ablated, seqs)
             row = {"program": name, "component": comp.name, "kind": comp.kind, "expressions": ";".join(comp.labels),
                    "mode": mode, "component_params": comp.num_params, "step_size": eps,
+                   "chains": base.num_chains, "draws": base.num_draws,
                    "acc_intact": accuracy(tm, spec, test), "acc_ablated": accuracy(ablated, spec, test),
                    "llc_intact": intact["llc_mean"], "llc_intact_std": intact["llc_std"],
                    "llc_refined": refined["llc_mean"], "llc_refined_std": refined["llc_std"]}
             after = _llc(ablated, own, base, param_masks=keep)
             row.update(llc_ablated=after["llc_mean"], llc_ablated_std=after["llc_std"], sampled_ablated=after["sampled"])
-            if mode == "zero" and cfg.finetune_steps:
-                tuned = finetune(ablated, data, keep, cfg.finetune_steps, seed=cfg.seed)
+            if mode == "zero" and ft_steps:
+                tuned = finetune(ablated, data, keep, ft_steps, seed=cfg.seed)
                 full = data.tensors
                 loss = teacher_loss(tuned, full)
                 grads = torch.autograd.grad(loss, [p for p in tuned.parameters()], allow_unused=True)
@@ -245,6 +255,10 @@ def trained_ablations(cfg: AblationConfig, out: Path) -> dict:
         spec = registry.get(ck["program"])
         model = TrainableTransformer(ModelConfig(**ck["model_config"])).double()
         model.load_state_dict(ck["state"])
+        size = sum(p.numel() for p in model.parameters())
+        if cfg.trained_max_params and size > cfg.trained_max_params:
+            found[ck["run"]] = {"skipped": f"{size} parameters, above {cfg.trained_max_params} at this scale"}
+            continue
         tr, va, _ = generators.splits(spec, tuple(ck["sizes"]), seed=ck["seed"])
         train_data = tensors(spec, tr[: cfg.n], spec.compile())
         val_data = tensors(spec, va, spec.compile())
