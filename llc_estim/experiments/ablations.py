@@ -131,6 +131,7 @@ def run_program(name: str, cfg: AblationConfig) -> list[dict]:
     intact = _llc(tm, data, base)
     rows = []
     ids = data.tensors[0]
+    acc_intact = accuracy(tm, spec, test)
     comps = components(tm, include_directions=cfg.directions and detailed)
     if not detailed:
         comps = [c for c in comps if c.kind in ("head", "mlp")]
@@ -144,7 +145,7 @@ def run_program(name: str, cfg: AblationConfig) -> list[dict]:
             row = {"program": name, "component": comp.name, "kind": comp.kind, "expressions": ";".join(comp.labels),
                    "mode": mode, "component_params": comp.num_params, "step_size": eps,
                    "chains": base.num_chains, "draws": base.num_draws,
-                   "acc_intact": accuracy(tm, spec, test), "acc_ablated": accuracy(ablated, spec, test),
+                   "acc_intact": acc_intact, "acc_ablated": accuracy(ablated, spec, test),
                    "llc_intact": intact["llc_mean"], "llc_intact_std": intact["llc_std"],
                    "llc_refined": refined["llc_mean"], "llc_refined_std": refined["llc_std"]}
             after = _llc(ablated, own, base, param_masks=keep)
@@ -278,10 +279,11 @@ def trained_ablations(cfg: AblationConfig, out: Path) -> dict:
                 return math.nan, math.nan
 
         base_llc = llc(model)
+        acc_intact = task.accuracy(model, val_data)
         rows = []
         for comp in structural_components(model):
             ablated, removed = ablate(model, comp, "zero")
-            rows.append({"run": ck["run"], "component": comp.name, "acc_intact": task.accuracy(model, val_data),
+            rows.append({"run": ck["run"], "component": comp.name, "acc_intact": acc_intact,
                          "acc_ablated": task.accuracy(ablated, val_data), "llc_intact": base_llc[0],
                          "llc_refined": llc(model, param_filter=list(comp.masks))[0],
                          "llc_ablated": llc(ablated, param_masks=keep_masks(ablated, removed))[0]})

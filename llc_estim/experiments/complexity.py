@@ -86,8 +86,8 @@ def _cost(job_args) -> float:
     kind, name, st, extra = job_args
     from llc_estim.experiments.complexity_runs import sweep_spec
 
-    spec = registry.get(name) if name else sweep_spec(*extra)
-    return spec.compile().model_config.mlp_hidden_size * len(spec.compile().residual_labels) * (
+    model = (registry.get(name) if name else sweep_spec(*extra)).compile()
+    return model.model_config.mlp_hidden_size * len(model.residual_labels) * (
         len(st.seeds) if kind == "program" else 1)
 
 

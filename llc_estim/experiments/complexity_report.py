@@ -192,8 +192,8 @@ def write_all(out_dir: Path, programs, commons, sweeps, checks, common_step, cfg
         "spearman_calibrated": corr, "spearman_common": corr_common, "common_step_size": common_step,
         "checks": checks,
         "sweeps": [{"program": s["program"], "family": s["family"], "size": s["size"], "step_size": s["step_size"],
-                    "num_params": s["descriptors"]["num_params"], "llc/mean": _pooled(s.get("all"))[0],
-                    "llc/std": _pooled(s.get("all"))[1]} for s in sweeps],
+                    "num_params": s["descriptors"]["num_params"],
+                    **dict(zip(("llc/mean", "llc/std"), _pooled(s.get("all"))))} for s in sweeps],
         "calibration": {p["program"]: p["calibration"] for p in programs},
         "step_reductions": {p["program"]: p.get("step_reductions", []) for p in programs},
     }

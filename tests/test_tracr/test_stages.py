@@ -121,7 +121,8 @@ def test_reverse_layer_structure_matches_tracr():
 def test_embeddings_and_param_tree():
     m = compiling.compile_rasp_to_model(lib.make_reverse(rasp.tokens), {1, 2, 3}, 5)
     D = len(m.residual_labels)
-    assert m.residual_labels == sorted(m.residual_labels, key=lambda s: m.residual_labels.index(s))
+    directions = _directions(m)  # residual labels follow the total order of their basis directions
+    assert [str(d) for d in sorted(directions, key=BD.sort_key)] == m.residual_labels
     assert m.params["token_embed"]["embeddings"].shape == (5, D)
     pos = m.params["pos_embed"]["embeddings"]
     assert pos.shape == (6, D) and not pos[0].any() and pos[1, m.residual_labels.index("indices:0")] == 1
