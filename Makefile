@@ -17,7 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 results: venv
-	$(PY) -m llc_estim.experiments.main
+	$(PY) -m studies.main
 
 test: venv
 	$(PY) -m pytest -q

@@ -27,17 +27,11 @@ def _mlp_task(n=1024, d=8, h=96, seed=0):
 
 
 def _compiled_task(name: str, dtype=torch.float64):
-    from datasets import generators
-    from datasets.dataloaders import teacher_dataset
-    from llc_estim.experiments.teacher import teacher_loss
+    from datasets.teacher import teacher_problem
     from rasp_models import registry
-    from tracr.haiku_to_pytorch import to_torch
 
-    spec = registry.get(name)
-    tm = to_torch(spec.compile(), dtype=dtype)
-    ds = teacher_dataset(tm, generators.generate(spec, 512, seed=0))
-    ids, target, mask = ds.tensors
-    return tm, TensorDataset(ids, target.to(dtype), mask), teacher_loss
+    prob = teacher_problem(registry.get(name), 512, seed=0, dtype=dtype, dedup=False)
+    return prob.model, prob.data, prob.loss_fn
 
 
 def _ours(model, data, loss, chains, steps, eps):

@@ -1,27 +1,16 @@
-"""Torch datasets built on a compiled model's encoding: teacher targets (for the LLC) and labels (for training)."""
+"""Labelled torch datasets built on a compiled model's encoding (for training).
+
+Teacher data (for the LLC of compiled models) is built by `datasets.teacher.teacher_problem`.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 IGNORE = -100  # label of positions without a defined output (BOS, padding, RASP None)
-
-
-def teacher_dataset(tm, seqs: list[list]) -> TensorDataset:
-    """(ids [n, T], teacher readout [n, T, n_out], mask [n, T]) for a converted compiled model `tm`.
-
-    The mask marks real positions (not BOS, not padding). The teacher readout is the compiled model's own output,
-    so at the compiled weights the teacher loss is exactly zero.
-    """
-    ids = tm.encode(seqs)
-    with torch.no_grad():
-        target = tm.readout(tm(ids))
-    pos = torch.arange(ids.shape[1], device=ids.device)[None]
-    mask = (ids != tm.pad_id) & (pos > 0)
-    return TensorDataset(ids, target, mask)
 
 
 class LabelledSequences(Dataset):
@@ -82,3 +71,9 @@ def loader(dataset: LabelledSequences, batch_size: int, shuffle: bool, seed: int
     """A DataLoader with the padding collate and a seeded shuffle."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=pad_collate(dataset.pad_id),
                       generator=torch.Generator().manual_seed(seed))
+
+
+def labelled_tensors(spec, seqs: Sequence[list], model=None) -> tuple:
+    """(ids [n, T], labels [n, T], mask [n, T]) of `LabelledSequences(spec, seqs, model)` as one padded batch."""
+    ds = LabelledSequences(spec, seqs, model)
+    return pad_collate(ds.pad_id)([ds[i] for i in range(len(ds))])

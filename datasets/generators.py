@@ -161,7 +161,3 @@ def balance(spec: ProgramSpec, seqs: list[list]) -> dict:
                 "all_true_share_sequences": sum(all(v for v in row if v is not None) for row in labels) / len(seqs)}
     return {"num_positions": len(flat), "distinct_values": len(set(flat))}
 
-
-def balance_table(specs, n: int = 2000, seed: int = 0) -> dict:
-    """Balance statistics of the generated data of several programs: name -> balance(...)."""
-    return {spec.name: balance(spec, generate(spec, n, seed)) for spec in specs}

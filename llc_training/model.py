@@ -1,9 +1,10 @@
 """A trainable transformer of the compiled models' architecture family.
 
-Same blocks as the converted compiled model (`tracr.haiku_to_pytorch.Block`: per-head Q/K/V/O parameters,
-1/sqrt(key_size) scaling, ReLU MLP, no LayerNorm), same BOS/padding conventions (pads are never attended to),
-trainable token and position embeddings, and a trainable readout suited to the labels: class logits for
-categorical outputs, one scalar for numerical outputs. Attention mixes positions, never batch rows.
+The same body as the converted compiled model (`tracr.torch_body.TransformerBody`: per-head Q/K/V/O parameters,
+1/sqrt(key_size) scaling, ReLU MLP, no LayerNorm, hook points, the same parameter names), same BOS/padding
+conventions (pads are never attended to), trainable token and position embeddings, and a trainable readout suited
+to the labels: class logits for categorical outputs, one scalar for numerical outputs. Attention mixes positions,
+never batch rows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from tracr.haiku_to_pytorch import Block
+from tracr.torch_body import TransformerBody
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,45 +45,33 @@ class ModelConfig:
         return cls(**base)
 
 
-class TrainableTransformer(nn.Module):
-    """`forward(ids [B, T]) -> outputs [B, T, num_outputs]` (logits, or the scalar in channel 0)."""
+class TrainableTransformer(TransformerBody):
+    """`forward(ids [B, T]) -> outputs [B, T, num_outputs]` (logits, or the scalar in channel 0).
+
+    `residual(ids)` and `run_with_cache(ids)` give the final residual stream and the hook points of the body.
+    """
 
     def __init__(self, cfg: ModelConfig, seed: int = 0):
-        super().__init__()
+        super().__init__(cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.key_size,
+                         cfg.mlp_hidden, cfg.pad_id, cfg.causal)
         self.cfg = cfg
         g = torch.Generator().manual_seed(seed)
         D = cfg.d_model
-        self.token_embed = nn.Parameter(torch.randn(cfg.vocab_size, D, generator=g) * cfg.init_scale / math.sqrt(D))
-        self.pos_embed = nn.Parameter(torch.randn(cfg.max_len, D, generator=g) * cfg.init_scale / math.sqrt(D))
-        self.blocks = nn.ModuleList(Block(D, cfg.num_heads, cfg.key_size, cfg.mlp_hidden)
-                                    for _ in range(cfg.num_layers))
-        with torch.no_grad():
-            for name, p in self.blocks.named_parameters():
+        with torch.no_grad():  # draw order: token, position, 2-d block weights, readout
+            self.token_embed.copy_(torch.randn(cfg.vocab_size, D, generator=g) * cfg.init_scale / math.sqrt(D))
+            self.pos_embed.copy_(torch.randn(cfg.max_len, D, generator=g) * cfg.init_scale / math.sqrt(D))
+            for p in self.blocks.parameters():
                 if p.dim() == 2:
                     p.copy_(torch.randn(p.shape, generator=g) * cfg.init_scale / math.sqrt(p.shape[0]))
         self.readout_w = nn.Parameter(torch.randn(D, cfg.num_outputs, generator=g) / math.sqrt(D))
         self.readout_b = nn.Parameter(torch.zeros(cfg.num_outputs))
 
-    def attention_mask(self, ids: torch.Tensor) -> torch.Tensor:
-        T = ids.shape[1]
-        mask = (ids != self.cfg.pad_id)[:, None, None, :]  # [B, 1, 1, T] keys
-        if self.cfg.causal:
-            mask = mask & torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
-        return mask
-
-    def residual(self, ids: torch.Tensor) -> torch.Tensor:
-        T = ids.shape[1]
-        if T > self.cfg.max_len:
-            raise ValueError(f"sequence of length {T} exceeds max_len {self.cfg.max_len}")
-        x = self.token_embed[ids] + self.pos_embed[:T][None]  # [B, T, D]
-        mask = self.attention_mask(ids)
-        for blk in self.blocks:
-            x = x + blk.attn(x, mask, None, "")
-            x = x + blk.mlp(x)
-        return x
+    def readout(self, residual: torch.Tensor) -> torch.Tensor:
+        """The trainable readout: [B, T, D] -> [B, T, num_outputs]."""
+        return residual @ self.readout_w + self.readout_b
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.residual(ids) @ self.readout_w + self.readout_b  # [B, T, num_outputs]
+        return self.readout(self.residual(ids))
 
 
 class ModAddMLP(nn.Module):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -13,6 +14,25 @@ from tracr.compiler import compiling
 from tracr.rasp import rasp
 
 BOS = "BOS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sharpness:
+    """The compiler's sharpness knobs (larger = closer to exact, stiffer weights).
+
+    Attributes:
+        mlp_exactness: minimum ramp slope of discretising MLPs.
+        softmax_coldness: attention score of a selected key (BOS gets half of it).
+    """
+
+    mlp_exactness: float = 100.0
+    softmax_coldness: float = 100.0
+
+    def __post_init__(self):
+        for name in ("mlp_exactness", "softmax_coldness"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,21 +61,6 @@ class ProgramSpec:
     causal: bool = False
     family: str = ""
 
-    @property
-    def VOCAB(self) -> frozenset:  # noqa: N802 - module-style constant names of the issue's contract
-        return self.vocab
-
-    @property
-    def MAX_SEQ_LEN(self) -> int:  # noqa: N802
-        return self.max_seq_len
-
-    @property
-    def BOS(self) -> str:  # noqa: N802
-        return BOS
-
-    def program(self) -> rasp.SOp:
-        return self.make_program()
-
     def check_tokens(self, tokens: list) -> None:
         """Raises ValueError for an unknown token or a sequence that is too long or empty."""
         if not 1 <= len(tokens) <= self.max_seq_len:
@@ -64,15 +69,17 @@ class ProgramSpec:
         if unknown:
             raise ValueError(f"{self.name}: tokens {unknown!r} not in the vocabulary {sorted(self.vocab, key=str)}")
 
-    def compile(self):
-        """The compiled model (cached per spec)."""
-        return _compile(self)
+    def compile(self, sharpness: Sharpness = Sharpness()):
+        """The compiled model at `sharpness` (cached per spec and sharpness)."""
+        return _compile(self, sharpness)
 
 
 @functools.lru_cache(maxsize=None)
-def _compile(spec: ProgramSpec):
+def _compile(spec: ProgramSpec, sharpness: Sharpness):
     return compiling.compile_rasp_to_model(spec.make_program(), set(spec.vocab), spec.max_seq_len,
-                                           causal=spec.causal, compiler_bos=BOS)
+                                           causal=spec.causal, compiler_bos=BOS,
+                                           mlp_exactness=sharpness.mlp_exactness,
+                                           softmax_coldness=sharpness.softmax_coldness)
 
 
 def count_primitives(program: rasp.SOp) -> dict:

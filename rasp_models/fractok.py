@@ -1,5 +1,6 @@
 """Fraction of previous tokens (inclusive) equal to "x" (numerical output)."""
 
+import dataclasses
 import string
 
 from tracr.compiler import lib
@@ -32,8 +33,15 @@ def reference(tokens: list) -> list:
 
 
 def make_spec(num_letters: int = 5, max_seq_len: int = MAX_SEQ_LEN, name: str = "fractok") -> ProgramSpec:
+    """The program over `num_letters` letters plus "x", for inputs up to `max_seq_len`."""
     return ProgramSpec(name, f'running fraction of "{TARGET}" ({num_letters} letters + x, msl {max_seq_len})',
                        program, make_vocab(num_letters), max_seq_len, reference, numerical=True)
+
+
+def variant(*, letters: int, max_seq_len: int) -> ProgramSpec:
+    """The size-sweep variant `fractok_v{letters}_l{max_seq_len}` (family "fractok")."""
+    return dataclasses.replace(make_spec(letters, max_seq_len, name=f"fractok_v{letters}_l{max_seq_len}"),
+                               family="fractok")
 
 
 SPEC = make_spec()

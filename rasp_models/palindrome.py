@@ -1,5 +1,7 @@
 """Palindrome detection: is each token equal to its mirror image (position length - i - 1)?"""
 
+import dataclasses
+
 from tracr.compiler import lib
 from tracr.rasp import rasp
 from rasp_models.base import ProgramSpec, module_api
@@ -22,3 +24,8 @@ def reference(tokens: list) -> list:
 SPEC = ProgramSpec("palindrome", "token equals its mirror token (per position)", program, VOCAB, MAX_SEQ_LEN,
                    reference)
 compile, BOS = module_api(SPEC)  # noqa: A001 - the module contract names it compile()
+
+
+def variant(*, max_seq_len: int) -> ProgramSpec:
+    """The size-sweep variant `palindrome_l{max_seq_len}` (family "palindrome")."""
+    return dataclasses.replace(SPEC, name=f"palindrome_l{max_seq_len}", max_seq_len=max_seq_len, family="palindrome")

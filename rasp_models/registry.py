@@ -12,6 +12,7 @@ _SPECS = {s.name: s for s in [
 
 
 def names() -> list[str]:
+    """Registered program names, roughly from trivial to complex."""
     return list(_SPECS)
 
 
@@ -26,5 +27,20 @@ def get(name: str) -> ProgramSpec:
     return _SPECS[name]
 
 
-def descriptions() -> dict[str, str]:
-    return {n: s.description for n, s in _SPECS.items()}
+
+_VARIANTS = {"fractok": fractok.variant, "palindrome": palindrome.variant, "sort": sort.variant}
+
+
+def variant(family: str, **size) -> ProgramSpec:
+    """A registered program at another size (same algorithm, bigger model), named after its size.
+
+    Sizes: `fractok` (letters, max_seq_len), `palindrome` (max_seq_len), `sort` (max_seq_len); e.g.
+    `variant("fractok", letters=13, max_seq_len=10)` is `fractok_v13_l10`.
+
+    Raises:
+        KeyError: a family without size variants.
+        TypeError: size names the family does not take.
+    """
+    if family not in _VARIANTS:
+        raise KeyError(f"no size variants of {family!r}; families: {sorted(_VARIANTS)}")
+    return _VARIANTS[family](**size)

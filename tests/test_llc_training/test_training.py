@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from datasets import generators
+from datasets.dataloaders import labelled_tensors
 from llc_estim import SGLDConfig
 from llc_training.model import ModAddMLP, ModelConfig, TrainableTransformer
-from llc_training.tasks import tensors
 from llc_training.train import (TrainConfig, classification_task, lead_lag, llc_curve, sequence_task, train)
 from rasp_models import registry
 
@@ -31,7 +31,7 @@ def test_architecture_matches_the_compiled_model():
 def test_attention_mixes_positions_never_batch_rows():
     spec, compiled, model = _model()
     seqs = [list("abcab"), list("ccab")]
-    ids, _, _ = tensors(spec, seqs, compiled)
+    ids, _, _ = labelled_tensors(spec, seqs, compiled)
     alone = model(ids)[:1]
     other = ids.clone()
     other[1, 1:3] = ids[1, 1:3].flip(0)  # change only the other row
@@ -43,14 +43,14 @@ def test_attention_mixes_positions_never_batch_rows():
 
 def test_padding_does_not_change_real_positions():
     spec, compiled, model = _model()
-    ids, _, _ = tensors(spec, [list("ab"), list("abcab")], compiled)
-    short, _, _ = tensors(spec, [list("ab")], compiled)
+    ids, _, _ = labelled_tensors(spec, [list("ab"), list("abcab")], compiled)
+    short, _, _ = labelled_tensors(spec, [list("ab")], compiled)
     torch.testing.assert_close(model(ids)[:1, :3], model(short), rtol=0, atol=1e-12)
 
 
 def test_overfits_a_tiny_batch():
     spec, compiled, model = _model()
-    data = tensors(spec, generators.generate(spec, 8, seed=0), compiled)
+    data = labelled_tensors(spec, generators.generate(spec, 8, seed=0), compiled)
     task = sequence_task(False)
     hist = train(model, task, data, data, TrainConfig(steps=300, batch_size=8, lr=3e-3, weight_decay=0.0,
                                                       checkpoints=(300,)), progress=False)
@@ -59,7 +59,7 @@ def test_overfits_a_tiny_batch():
 
 def test_numerical_task_and_baseline():
     spec, compiled, model = _model("fractok")
-    ids, y, m = tensors(spec, generators.generate(spec, 32, seed=0), compiled)
+    ids, y, m = labelled_tensors(spec, generators.generate(spec, 32, seed=0), compiled)
     task = sequence_task(True)
     assert torch.isfinite(task.loss(model, (ids, y.double(), m)))
     assert 0 <= task.majority_baseline((ids, y, m)) <= 1
@@ -67,7 +67,7 @@ def test_numerical_task_and_baseline():
 
 def test_checkpoint_round_trip_and_resume_gives_the_same_curve(tmp_path):
     spec, compiled, _ = _model("triplets")
-    data = tensors(spec, generators.generate(spec, 64, seed=0), compiled)
+    data = labelled_tensors(spec, generators.generate(spec, 64, seed=0), compiled)
     task = sequence_task(False)
     cfg = TrainConfig(steps=40, batch_size=16, lr=1e-3, weight_decay=0.01, checkpoints=(10, 20, 30, 40))
     full = train(_model("triplets")[2], task, data, data, cfg, progress=False)
@@ -114,7 +114,7 @@ def test_sequence_losses_work_under_the_vectorised_sampler():
 
     for name in ("triplets", "fractok"):
         spec, compiled, model = _model(name)
-        ids, y, m = tensors(spec, generators.generate(spec, 32, seed=0), compiled)
+        ids, y, m = labelled_tensors(spec, generators.generate(spec, 32, seed=0), compiled)
         data = TensorDataset(ids, y.double() if spec.numerical else y, m)
         res = estimate_llc(model, data, sequence_task(spec.numerical).loss,
                            SGLDConfig(step_size=1e-6, num_chains=2, num_draws=3, num_burnin=0, progress=False))

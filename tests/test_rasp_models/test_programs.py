@@ -3,8 +3,7 @@
 import pytest
 
 from datasets import generators
-from datasets.dataloaders import teacher_dataset
-from llc_estim.experiments.teacher import teacher_loss
+from datasets.teacher import teacher_problem
 from rasp_models import registry
 from rasp_models.base import BOS, descriptors
 from tests.test_tracr.helpers import outputs_match
@@ -23,7 +22,7 @@ def test_ladder_has_at_least_12_programs_spanning_sizes():
 @pytest.mark.parametrize("name", NAMES)
 def test_reference_evaluator_and_compiled_models_agree(name):
     spec = registry.get(name)
-    program, model = spec.program(), spec.compile()
+    program, model = spec.make_program(), spec.compile()
     seqs = generators.generate(spec, 500, seed=1)
     tm = to_torch(model)
     decoded = tm.decode(tm.encode(seqs))
@@ -54,10 +53,9 @@ def test_torch_conversion_exact_on_studied_programs(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_teacher_loss_and_gradient_zero_at_compiled_weights(name):
-    spec = registry.get(name)
-    tm = to_torch(spec.compile())
-    data = teacher_dataset(tm, generators.generate(spec, 64, seed=3))
-    loss = teacher_loss(tm, data.tensors)
+    prob = teacher_problem(registry.get(name), 64, seed=3)
+    tm = prob.model
+    loss = prob.loss_fn(tm, prob.data.tensors)
     loss.backward()
     assert float(loss) == 0.0
     assert max(float(p.grad.abs().max()) for p in tm.parameters()) == 0.0
@@ -140,7 +138,23 @@ def test_labelled_sequences_and_padding_collate():
 
 
 def test_sweep_variants_use_their_family_generator():
-    from llc_estim.experiments.complexity_runs import sweep_spec
-
-    variant = sweep_spec("fractok", {"letters": 13, "max_seq_len": 10})
+    variant = registry.variant("fractok", letters=13, max_seq_len=10)
+    assert variant.name == "fractok_v13_l10" and len(variant.vocab) == 14 and variant.max_seq_len == 10
     assert generators.sampler_for(variant) is generators.sampler_for(registry.get("fractok"))
+
+
+@pytest.mark.parametrize("family, size, name", [("palindrome", {"max_seq_len": 4}, "palindrome_l4"),
+                                                ("sort", {"max_seq_len": 3}, "sort_l3")])
+def test_size_variants_are_the_same_algorithm_at_another_size(family, size, name):
+    variant = registry.variant(family, **size)
+    assert variant.name == name and variant.family == family and variant.max_seq_len == size["max_seq_len"]
+    tm = to_torch(variant.compile())
+    seqs = generators.generate(variant, 50, seed=0)
+    assert all(outputs_match(row[1:], variant.reference(xs)) for xs, row in zip(seqs, tm.decode(tm.encode(seqs))))
+
+
+def test_unknown_variants_are_rejected():
+    with pytest.raises(KeyError, match="families"):
+        registry.variant("peak", max_seq_len=4)
+    with pytest.raises(TypeError):
+        registry.variant("palindrome", letters=3)

@@ -11,12 +11,13 @@ Parameters are float64 numpy arrays; they run in whatever precision JAX is confi
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from tracr.compiler import craft_graph_to_model as c2m
+from tracr.compiler import craft_graph_to_model as c2m, output_checks
 from tracr.craft import bases, transformers
 from tracr.transformer import encoder, model
 
@@ -55,7 +56,11 @@ class AssembledTransformerModelOutput:
 
 @dataclasses.dataclass
 class AssembledTransformerModel:
-    """A compiled model: parameters, config, residual labels, encoders, and `apply`."""
+    """A compiled model: parameters, config, residual labels, encoders, and `apply`.
+
+    `one_hot_checks` describes the categorical S-ops that `apply` checks (see `output_checks`); the check runs by
+    default only while `params` are still the compiled weights.
+    """
 
     forward: Callable  # (params, ids[B, T]) -> model.TransformerOutput
     params: dict
@@ -66,16 +71,39 @@ class AssembledTransformerModel:
     unembed_matrix: np.ndarray  # [D, n_out]: projection onto the output space
     components: list  # ComponentInfo per head / MLP expression
     craft_model: Optional[c2m.CraftModel] = None
+    one_hot_checks: Optional[output_checks.OneHotChecks] = None
+
+    def __post_init__(self):
+        self._compiled_fingerprint = self._fingerprint()
+
+    def _fingerprint(self) -> str:
+        return output_checks.fingerprint(np.asarray(self.params[m][k]) for m in sorted(self.params)
+                                         for k in sorted(self.params[m]))
 
     @property
     def is_categorical_output(self) -> bool:
         return isinstance(self.output_encoder, encoder.CategoricalEncoder)
 
-    def apply(self, tokens: list) -> AssembledTransformerModelOutput:
+    def weights_are_compiled(self) -> bool:
+        """Whether `params` still hold exactly the weights the compiler wrote."""
+        return self._fingerprint() == self._compiled_fingerprint
+
+    def apply(self, tokens: Sequence, check: Optional[bool] = None) -> AssembledTransformerModelOutput:
         """Runs the model on one input, which must start with the BOS token.
 
+        Categorical outputs decode by argmax; a position whose readout is zero (the S-op is None there, e.g. an
+        Aggregate that selects nothing) decodes to None.
+
+        Args:
+            tokens: BOS followed by at most `max_seq_len` tokens of the vocabulary.
+            check: raise if a categorical S-op is not one-hot (`output_checks.check`). None (default): check
+                while the parameters are the compiled ones, skip it for edited weights.
+
         Raises:
-            ValueError: first token not BOS, token outside the vocabulary, or too long.
+            TypeError: `tokens` is not a list (or tuple) of tokens.
+            ValueError: first token not BOS, BOS or pad later on, token outside the vocabulary, or too long; or
+                (with the check) a categorical S-op that is not one-hot, naming it: the program is outside what the
+                compiler builds exactly.
         """
         import jax.numpy as jnp
 
@@ -89,10 +117,14 @@ class AssembledTransformerModel:
             layer_outputs=[a[:, :T] for a in full.layer_outputs], residuals=[a[:, :T] for a in full.residuals],
             attn_logits=[a[:, :, :T, :T] for a in full.attn_logits], output=full.output[:, :T],
             input_embeddings=full.input_embeddings[:, :T])
+        checks = self.one_hot_checks
+        if output_checks.wanted(check, checks, check is None and self.weights_are_compiled()):
+            output_checks.check(checks, np.asarray(out.output), np.ones((1, T), dtype=bool))
         readout = out.output @ jnp.asarray(self.unembed_matrix, dtype=out.output.dtype)  # [1, T, n_out]
         if self.is_categorical_output:
             unembedded = jnp.argmax(readout, axis=-1)
-            decoded = self.output_encoder.decode([int(i) for i in np.asarray(unembedded[0])])
+            atol = checks.atol if checks is not None else output_checks.ONE_HOT_ATOL
+            decoded = output_checks.decode_categorical(readout[0], self.output_encoder, atol)
         else:
             unembedded = readout[..., 0]
             decoded = self.output_encoder.decode(np.asarray(unembedded[0]).tolist())
@@ -118,6 +150,18 @@ def _head_factors(head: transformers.AttentionHead, residual: bases.VectorSpaceW
     return q, k, v, o
 
 
+def _residual_labels(residual: bases.VectorSpaceWithBasis) -> list[str]:
+    """`name:value` per direction; raises ValueError if two directions print alike (the torch model finds its
+    output directions by label)."""
+    labels = [str(d) for d in residual.basis]
+    counts = collections.Counter(labels)
+    clashes = [d for d, lbl in zip(residual.basis, labels) if counts[lbl] > 1]
+    if clashes:
+        raise ValueError(f"residual directions {[(d.name, d.value) for d in clashes]} print as the same label: use "
+                         "token and S-op values whose str() differ (e.g. not both 1 and '1')")
+    return labels
+
+
 def assemble_craft_model(
     craft_model: c2m.CraftModel,
     tokens_space: bases.VectorSpaceWithBasis,
@@ -133,6 +177,7 @@ def assemble_craft_model(
     one = BD("one")
     residual = bases.join_vector_spaces(craft_model.residual_space, tokens_space, indices_space, output_space,
                                         bases.VectorSpaceWithBasis([one]))
+    labels = _residual_labels(residual)
     D = residual.num_dims
     slots = craft_model.half_layers
     num_layers = (max(slots) // 2 + 1) if slots else 0
@@ -188,6 +233,6 @@ def assemble_craft_model(
                else encoder.NumericalEncoder(output_space.basis))
     forward = model.make_forward(config, tokens_space.num_dims, max_seq_len + 1, D, in_enc.pad_encoding)
     return AssembledTransformerModel(
-        forward=forward, params=params, model_config=config, residual_labels=[str(d) for d in residual.basis],
+        forward=forward, params=params, model_config=config, residual_labels=labels,
         input_encoder=in_enc, output_encoder=out_enc, unembed_matrix=residual.projection_to(output_space),
         components=components, craft_model=craft_model)

@@ -9,24 +9,48 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import numbers
 
 import networkx as nx
 
 from tracr.compiler import nodes, validating
 from tracr.craft import bases
+from tracr.craft.chamber import user_functions
 from tracr.rasp import rasp
 
 
-def _apply_all(f, args_list) -> set:
+def _apply_all(expr: rasp.SOp, f, args_list) -> set:
+    """The value set of `f` over `args_list`: None results and ArithmeticErrors are dropped (tracr's rule).
+
+    Raises:
+        UserFunctionError: `f` raised any other exception (the message names `expr` and the input).
+        NotImplementedError: `f` returned an unhashable value, a non-number for a numerical S-op, or no value at all.
+    """
+    what = f"{type(expr).__name__} {expr.label}"
     out = set()
     for args in args_list:
         try:
             y = f(*args)
         except ArithmeticError as e:
-            logging.warning("Arithmetic error %s for input %r while inferring a value set; dropped", e, args)
+            logging.warning("Arithmetic error %s for input %r while inferring the value set of %s; dropped",
+                            e, args, what)
             continue
-        if y is not None:
+        except Exception as e:  # noqa: BLE001 - a failing user function is reported with its expression
+            raise user_functions.UserFunctionError(user_functions.failure_message(what, e, args)) from e
+        if y is None:
+            continue
+        try:
             out.add(y)
+        except TypeError:
+            raise validating.unsupported(expr, f"its function returned the unhashable value {y!r} on input {args!r}; "
+                                               "values must be hashable") from None
+        if rasp.is_numerical(expr) and not (isinstance(y, numbers.Real) and math.isfinite(y)):
+            raise validating.unsupported(expr, f"a numerical S-op's function returned {y!r} (not a finite number) "
+                                               f"on input {args!r}")
+    if not out:
+        raise validating.unsupported(expr, "its function returns None (or fails) on every input value, so its value "
+                                           "set is empty")
     return out
 
 
@@ -50,9 +74,9 @@ def infer_bases(graph: nx.DiGraph, sink: dict, vocab: set, max_seq_len: int) -> 
         elif isinstance(expr, rasp.SelectorWidth):
             values = set(range(max_seq_len + 1))
         elif isinstance(expr, rasp.Map):
-            values = _apply_all(expr.f, [(x,) for x in vs(expr.inner)])
+            values = _apply_all(expr, expr.f, [(x,) for x in vs(expr.inner)])
         elif isinstance(expr, rasp.SequenceMap):
-            values = _apply_all(expr.f, itertools.product(vs(expr.fst), vs(expr.snd)))
+            values = _apply_all(expr, expr.f, itertools.product(vs(expr.fst), vs(expr.snd)))
         elif isinstance(expr, rasp.Aggregate):
             inner = vs(expr.sop)
             if rasp.is_numerical(expr):

@@ -16,22 +16,23 @@ from tracr.compiler import nodes
 from tracr.rasp import rasp
 
 
-def _unsupported(expr: rasp.RASPExpr, reason: str) -> NotImplementedError:
+def unsupported(expr: rasp.RASPExpr, reason: str) -> NotImplementedError:
+    """The error for an expression the compiler cannot build exactly, naming it and the reason."""
     return NotImplementedError(f"Unsupported RASP expression {expr.label} ({type(expr).__name__}): {reason}")
 
 
 def _check_selector(sel: rasp.Selector, user: rasp.RASPExpr) -> None:
     if isinstance(sel, (rasp.SelectorAnd, rasp.SelectorOr, rasp.SelectorNot)):
-        raise _unsupported(
+        raise unsupported(
             sel, f"composite selector used by {user.label}; no exact attention construction exists. Rewrite it as "
             "one Select over a SequenceMap of tuples")
     if isinstance(sel, rasp.ConstantSelector):
-        raise _unsupported(sel, "ConstantSelector is for tests only")
+        raise unsupported(sel, "ConstantSelector is for tests only")
     if not isinstance(sel, rasp.Select):
-        raise _unsupported(sel, "unknown selector type")
+        raise unsupported(sel, "unknown selector type")
     for side, sop in (("keys", sel.keys), ("queries", sel.queries)):
         if rasp.is_numerical(sop):
-            raise _unsupported(sel, f"Select {side} {sop.label} must be categorical")
+            raise unsupported(sel, f"Select {side} {sop.label} must be categorical")
 
 
 def static_validate(graph: nx.DiGraph) -> None:
@@ -39,33 +40,33 @@ def static_validate(graph: nx.DiGraph) -> None:
     for _, data in graph.nodes(data=True):
         expr = data[nodes.EXPR]
         if isinstance(expr, (rasp.TokensType, rasp.IndicesType)) and rasp.is_numerical(expr):
-            raise _unsupported(expr, "tokens and indices must be categorical")
+            raise unsupported(expr, "tokens and indices must be categorical")
         if isinstance(expr, rasp.LengthType):
-            raise _unsupported(expr, "the `length` primitive; use tracr.compiler.lib.make_length()")
+            raise unsupported(expr, "the `length` primitive; use tracr.compiler.lib.make_length()")
         if isinstance(expr, (rasp.Full, rasp.ConstantSOp)):
-            raise _unsupported(expr, "Full/ConstantSOp are only usable inside selector simplification or tests")
+            raise unsupported(expr, "Full/ConstantSOp are only usable inside selector simplification or tests")
         if isinstance(expr, rasp.LinearSequenceMap):
             if not all(rasp.is_numerical(e) for e in (expr, expr.fst, expr.snd)):
-                raise _unsupported(expr, "LinearSequenceMap needs numerical inputs and output")
+                raise unsupported(expr, "LinearSequenceMap needs numerical inputs and output")
         elif isinstance(expr, rasp.SequenceMap):
             if not all(rasp.is_categorical(e) for e in (expr, expr.fst, expr.snd)):
-                raise _unsupported(expr, "a non-linear SequenceMap needs categorical inputs and output")
+                raise unsupported(expr, "a non-linear SequenceMap needs categorical inputs and output")
         if isinstance(expr, (rasp.Aggregate, rasp.SelectorWidth)):
             _check_selector(expr.selector, expr)
         if isinstance(expr, rasp.Aggregate):
             if rasp.get_encoding(expr) != rasp.get_encoding(expr.sop):
-                raise _unsupported(expr, f"Aggregate encoding differs from its value {expr.sop.label}; use a Map")
+                raise unsupported(expr, f"Aggregate encoding differs from its value {expr.sop.label}; use a Map")
             if rasp.is_categorical(expr) and expr.default is not None:
-                raise _unsupported(expr, "a categorical Aggregate must have default None")
+                raise unsupported(expr, "a categorical Aggregate must have default None")
             if rasp.is_numerical(expr) and expr.default != 0:
-                raise _unsupported(expr, "a numerical Aggregate must have default 0")
+                raise unsupported(expr, "a numerical Aggregate must have default 0")
 
 
 def check_numerical_aggregate_values(expr: rasp.Aggregate, value_set: set) -> None:
     """A numerical mean is compiled only over values in {0, 1} (tracr's check truncated with int())."""
     bad = [v for v in value_set if not (isinstance(v, numbers.Real) and float(v) in (0.0, 1.0))]
     if bad:
-        raise _unsupported(expr, f"numerical mean of non-binary values {sorted(map(repr, bad))} of {expr.sop.label}")
+        raise unsupported(expr, f"numerical mean of non-binary values {sorted(map(repr, bad))} of {expr.sop.label}")
 
 
 @dataclasses.dataclass

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from tracr.craft import bases, transformers, vectorspace_fns as vf
+from tracr.craft.chamber.user_functions import safe
 
 BD = bases.BasisDirection
 Space = bases.VectorSpaceWithBasis
-
-
-def _safe(f: Callable, *args) -> Any:
-    """`f(*args)`, or None if it raises an arithmetic/type/value error (that input has no output)."""
-    try:
-        return f(*args)
-    except (ArithmeticError, TypeError, ValueError):
-        return None
 
 
 def map_categorical_mlp(input_space: Space, output_space: Space, f: Callable, hidden_name: str) -> transformers.MLP:
@@ -26,7 +19,7 @@ def map_categorical_mlp(input_space: Space, output_space: Space, f: Callable, hi
     out_name = output_space.basis[0].name if output_space.num_dims else hidden_name
 
     def first(d: bases.BasisDirection):
-        y = _safe(f, d.value)
+        y = safe(f, d.value)
         h = BD(hidden_name, y)
         return {h: 1.0} if h in hidden else {}
 
@@ -43,7 +36,7 @@ def map_categorical_to_numerical_mlp(
     tracr used a single unit, so negative outputs were clipped to 0 (its issue #24); two units keep the sign.
     """
     (out_dir,) = output_space.basis
-    ys = np.array([float(_safe(f, d.value) or 0.0) for d in input_space.basis])
+    ys = np.array([float(safe(f, d.value) or 0.0) for d in input_space.basis])
     names = [BD(f"{hidden_name}", "+")] + ([BD(f"{hidden_name}", "-")] if (ys < 0).any() else [])
     hidden = Space(names)
     m1 = np.zeros((input_space.num_dims, hidden.num_dims))
@@ -73,7 +66,7 @@ def sequence_map_categorical_mlp(
         m1[in_space.index(x), j] = 1.0
         m1[in_space.index(y), j] = 1.0
         m1[in_space.index(one_dir), j] = -1.0
-        out = BD(out_name, _safe(f, x.value, y.value))
+        out = BD(out_name, safe(f, x.value, y.value))
         if out in output_space:
             m2[j, output_space.index(out)] = 1.0
     return transformers.MLP(vf.Linear(in_space, hidden, m1), vf.Linear(hidden, output_space, m2))

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tracr.craft import bases, transformers, vectorspace_fns as vf
-from tracr.craft.chamber.categorical_mlp import _safe
+from tracr.craft.chamber.user_functions import safe
 
 BD = bases.BasisDirection
 Space = bases.VectorSpaceWithBasis
@@ -26,7 +26,7 @@ Space = bases.VectorSpaceWithBasis
 
 def _discretise(input_values, f: Callable, slope: float):
     """Sorted (x, y) pairs where f is defined, and per-threshold (t_k, s_k, k)."""
-    pts = sorted((float(x), _safe(f, x)) for x in set(input_values))
+    pts = sorted((float(x), safe(f, x)) for x in set(input_values))
     pts = [(x, y) for x, y in pts if y is not None]
     if not pts:
         raise ValueError("discretising MLP: the function is undefined on every input value")

@@ -30,12 +30,17 @@ def selector_width(
     label: str,
     categorical_output: bool,
     slope: float = 100.0,
+    softmax_coldness: float = categorical_attn.SOFTMAX_COLDNESS,
 ) -> tuple[transformers.AttentionHead, transformers.MLP]:
-    """Returns the (head, MLP) pair computing the width of `Select(keys, queries, predicate)` into `output_space`."""
+    """Returns the (head, MLP) pair computing the width of `Select(keys, queries, predicate)` into `output_space`.
+
+    `slope` is the discretising MLP's minimum ramp slope, `softmax_coldness` the head's score of a selected key.
+    """
     helper = Space([BD(f"{label}_selector_width_attn_output")])
     head = categorical_attn.categorical_attn(
         query_space, key_space, Space([bos_dir]), helper, bos_dir, one_dir, predicate,
-        value_to_output=lambda d: {helper.basis[0]: 1.0}, always_attend_to_bos=True, label=label,
+        value_to_output=lambda d: {helper.basis[0]: 1.0}, always_attend_to_bos=True,
+        softmax_coldness=softmax_coldness, label=label,
     )
     clean_name = f"_hidden_{label}_clean_bos"
     clean_hidden = Space([BD(clean_name)])

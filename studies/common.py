@@ -1,4 +1,4 @@
-"""Scale presets, results root and environment records shared by every experiment."""
+"""Scale, results root, environment records and worker processes shared by every study."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Callable, Optional
 
 SCALES = ("smoke", "quick", "full")
 
@@ -27,23 +28,31 @@ def results_root() -> Path:
     return Path(os.environ.get("LLC_RESULTS_DIR", "results"))
 
 
+def _git(*args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).parent)
+    except OSError:
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def environment() -> dict:
-    """Package versions and the git commit, recorded with every result."""
+    """Package versions, the git commit and whether the working tree had uncommitted changes (`dirty`).
+
+    Committed results must come from a clean tree (`dirty` False); `dirty` is None where git is unavailable.
+    """
     import haiku
     import jax
     import numpy as np
     import torch
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = ""
+    commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
     return {"python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
-            "haiku": haiku.__version__, "numpy": np.__version__, "git_commit": commit}
+            "haiku": haiku.__version__, "numpy": np.__version__, "git_commit": (commit or "").strip(),
+            "dirty": None if status is None else bool(status.strip())}
 
 
-def run_parallel(fn, args_list: list, workers: int, on_done=None) -> list:
+def run_parallel(fn: Callable, args_list: list, workers: int, on_done: Optional[Callable] = None) -> list:
     """`[fn(*args) for args in args_list]`, in `workers` spawned processes when workers > 1 (results in order).
 
     Args:

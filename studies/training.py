@@ -23,44 +23,63 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from datasets import generators  # noqa: E402
-from datasets.dataloaders import LabelledSequences, pad_collate  # noqa: E402
+from datasets.dataloaders import labelled_tensors  # noqa: E402
 from llc_estim import SGLDConfig  # noqa: E402
-from llc_estim.experiments.common import environment, results_root, scale  # noqa: E402
 from llc_training.model import ModelConfig, TrainableTransformer  # noqa: E402
 from llc_training.train import (TrainConfig, calibrate_on_final, lead_lag, llc_curve, save_history,  # noqa: E402
                                 sequence_task, train)
 from rasp_models import registry  # noqa: E402
+from studies.common import environment, results_root, scale  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskRun:
-    name: str  # run name
-    program: str  # registered program whose architecture and data are used
-    sizes: tuple  # train, validation, test
+    """One training run.
+
+    Attributes:
+        name: run name.
+        program: registered program whose architecture and data are used.
+        sizes: train, validation and test set sizes.
+        train: optimiser and checkpoint schedule.
+        sgld: base sampler settings; the step size is calibrated on the final checkpoint.
+        step_grid: step sizes tried by that calibration.
+    """
+
+    name: str
+    program: str
+    sizes: tuple
     train: TrainConfig
-    sgld: SGLDConfig  # base; step size calibrated on the final checkpoint
+    sgld: SGLDConfig
     step_grid: tuple
 
 
-def _run(name, program, sizes, steps, n_ck, lr, wd, chains, draws, burnin, grid, seed=0):
+def _run(name: str, program: str, *, sizes: tuple, steps: int, checkpoints: int, lr: float, weight_decay: float,
+         chains: int, draws: int, burnin: int, step_grid: tuple, seed: int = 0) -> TaskRun:
     return TaskRun(name, program, sizes,
-                   TrainConfig(steps=steps, batch_size=64, lr=lr, weight_decay=wd,
-                               checkpoints=TrainConfig.evenly(steps, n_ck), seed=seed),
+                   TrainConfig(steps=steps, batch_size=64, lr=lr, weight_decay=weight_decay,
+                               checkpoints=TrainConfig.evenly(steps, checkpoints), seed=seed),
                    SGLDConfig(step_size=1e-5, localization=10.0, num_chains=chains, num_draws=draws, num_burnin=burnin,
-                              batch_size=64, mala_every=10, progress=False), grid)
+                              batch_size=64, mala_every=10, progress=False), step_grid)
 
 
 _GRID = (1e-6, 1e-5, 1e-4)
+_QUICK = dict(sizes=(2000, 500, 500), steps=3000, checkpoints=15, lr=1e-3, weight_decay=0.01, chains=4, draws=100,
+              burnin=50, step_grid=_GRID)
+_FULL = dict(sizes=(5000, 1000, 1000), steps=10000, checkpoints=40, lr=1e-3, weight_decay=0.01, chains=8, draws=400,
+             burnin=200, step_grid=_GRID)
 PRESETS = {
-    "smoke": (_run("fractok", "fractok", (64, 32, 32), 60, 3, 3e-3, 0.01, 2, 10, 5, (1e-6, 1e-5)),),
-    "quick": (_run("palindrome", "palindrome", (2000, 500, 500), 3000, 15, 1e-3, 0.01, 4, 100, 50, _GRID),
-              _run("fractok", "fractok", (2000, 500, 500), 3000, 15, 1e-3, 0.01, 4, 100, 50, _GRID),
-              _run("peak", "peak", (2000, 500, 500), 1500, 8, 1e-3, 0.01, 4, 60, 30, _GRID),
-              _run("peak_small_data", "peak", (150, 500, 500), 3000, 15, 1e-3, 0.1, 4, 60, 30, _GRID)),
-    "full": (_run("palindrome", "palindrome", (5000, 1000, 1000), 10000, 40, 1e-3, 0.01, 8, 400, 200, _GRID),
-             _run("fractok", "fractok", (5000, 1000, 1000), 10000, 40, 1e-3, 0.01, 8, 400, 200, _GRID),
-             _run("peak", "peak", (5000, 1000, 1000), 6000, 30, 1e-3, 0.01, 8, 300, 150, _GRID),
-             _run("peak_small_data", "peak", (150, 1000, 1000), 20000, 40, 1e-3, 0.1, 8, 300, 150, _GRID)),
+    "smoke": (_run("fractok", "fractok", sizes=(64, 32, 32), steps=60, checkpoints=3, lr=3e-3, weight_decay=0.01,
+                   chains=2, draws=10, burnin=5, step_grid=(1e-6, 1e-5)),),
+    "quick": (_run("palindrome", "palindrome", **_QUICK),
+              _run("fractok", "fractok", **_QUICK),
+              _run("peak", "peak", **{**_QUICK, "steps": 1500, "checkpoints": 8, "draws": 60, "burnin": 30}),
+              _run("peak_small_data", "peak", **{**_QUICK, "sizes": (150, 500, 500), "weight_decay": 0.1,
+                                                 "draws": 60, "burnin": 30})),
+    "full": (_run("palindrome", "palindrome", **_FULL),
+             _run("fractok", "fractok", **_FULL),
+             _run("peak", "peak", **{**_FULL, "steps": 6000, "checkpoints": 30, "draws": 300, "burnin": 150}),
+             _run("peak_small_data", "peak", **{**_FULL, "sizes": (150, 1000, 1000), "steps": 20000,
+                                                "weight_decay": 0.1, "draws": 300, "burnin": 150})),
 }
 
 
@@ -78,12 +97,6 @@ def task_run(name: str, scale_name: str) -> TaskRun:
     return {r.name: r for r in PRESETS[scale_name]}[name]
 
 
-def tensors(spec, seqs, model) -> tuple:
-    ds = LabelledSequences(spec, seqs, model)
-    ids, labels, mask = pad_collate(ds.pad_id)([ds[i] for i in range(len(ds))])
-    return ids, labels, mask
-
-
 def run_task(run: TaskRun, out_dir: Path) -> dict:
     """Trains one model, measures its LLC curve, writes its figure and curves; returns its metrics."""
     torch.set_num_threads(1)
@@ -91,7 +104,7 @@ def run_task(run: TaskRun, out_dir: Path) -> dict:
     spec = registry.get(run.program)
     compiled = spec.compile()
     tr, va, te = generators.splits(spec, run.sizes, seed=run.train.seed)
-    train_data, val_data, test_data = (tensors(spec, s, compiled) for s in (tr, va, te))
+    train_data, val_data, test_data = (labelled_tensors(spec, s, compiled) for s in (tr, va, te))
     if spec.numerical:
         train_data, val_data, test_data = ((i, y.float(), m) for i, y, m in (train_data, val_data, test_data))
     model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=run.train.seed)
@@ -124,7 +137,7 @@ def run_task(run: TaskRun, out_dir: Path) -> dict:
     return metrics
 
 
-def _plot(run, hist, curve, m, path):
+def _plot(run: TaskRun, hist, curve: dict, m: dict, path: Path) -> None:
     steps = np.asarray(hist.steps)
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
     ax[0].plot(steps, hist.train_loss, label="train")
@@ -179,22 +192,29 @@ def readme(all_metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    root = results_root() / "training"
-    print(f"training study at scale {scale()!r} -> {root}", flush=True)
+def run(runs: tuple, root: Path) -> dict:
+    """Runs every task run into `root/<run>/`; writes the summary README, metrics and config; returns the metrics."""
     all_metrics = {}
-    for run in PRESETS[scale()]:
-        m = run_task(run, root / run.name)
-        all_metrics[run.name] = m
-        print(f"  {run.name:16s} val acc {m['final_val_acc']:.3f} (baseline {m['majority_baseline_val']:.3f}) "
+    for task in runs:
+        m = run_task(task, root / task.name)
+        all_metrics[task.name] = m
+        print(f"  {task.name:16s} val acc {m['final_val_acc']:.3f} (baseline {m['majority_baseline_val']:.3f}) "
               f"final LLC {m['llc/mean']:.2f} eps {m['step_size']:g} {m['seconds']:.0f}s", flush=True)
     root.mkdir(parents=True, exist_ok=True)
     (root / "README.md").write_text(readme(all_metrics))
     (root / "metrics.json").write_text(json.dumps(all_metrics, indent=2, default=float))
     (root / "config.json").write_text(json.dumps({"scale": scale(), "runs": [
         {"name": r.name, "program": r.program, "sizes": r.sizes, "train": dataclasses.asdict(r.train),
-         "sgld": r.sgld.to_dict(), "step_grid": r.step_grid} for r in PRESETS[scale()]],
+         "sgld": r.sgld.to_dict(), "step_grid": r.step_grid} for r in runs],
         "environment": environment()}, indent=2))
+    return all_metrics
+
+
+def main() -> None:
+    """The study at `LLC_SCALE`, written to `<LLC_RESULTS_DIR>/training`."""
+    root = results_root() / "training"
+    print(f"training study at scale {scale()!r} -> {root}", flush=True)
+    run(PRESETS[scale()], root)
 
 
 if __name__ == "__main__":

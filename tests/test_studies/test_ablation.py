@@ -1,29 +1,31 @@
-"""Ablations are weight edits with the documented effects."""
+"""Ablations are weight edits with the documented effects, on compiled and trained models alike."""
 
 import pytest
 import torch
 
 from datasets import generators
-from datasets.dataloaders import teacher_dataset
+from datasets.teacher import teacher_loss, teacher_problem
 from llc_estim import SGLDConfig, estimate_llc
-from llc_estim.ablation import ablate, components, keep_masks
-from llc_estim.experiments.ablations import accuracy
-from llc_estim.experiments.teacher import teacher_loss
+from llc_estim.ablation import keep_masks
+from llc_training.model import ModelConfig, TrainableTransformer
 from rasp_models import registry
 from rasp_models.base import ProgramSpec
+from studies.ablate import ablate_component as ablate
+from studies.ablations import accuracy
 from tracr.compiler import lib
 from tracr.haiku_to_pytorch import to_torch
 from tracr.rasp import rasp
+from tracr.torch_components import components, structural_components
 
 
 @pytest.fixture(scope="module")
 def fractok():
-    spec = registry.get("fractok")
-    return spec, to_torch(spec.compile()), generators.generate(spec, 64, seed=0)
+    prob = teacher_problem(registry.get("fractok"), 64, seed=0, dedup=False)
+    return prob.spec, prob.model, prob.sequences, prob
 
 
 def test_ablation_changes_exactly_the_component_weights(fractok):
-    spec, tm, seqs = fractok
+    spec, tm, seqs, _ = fractok
     before = {n: p.detach().clone() for n, p in tm.named_parameters()}
     for comp in components(tm):
         for mode in ("zero", "mean") if comp.kind != "direction" else ("zero",):
@@ -40,7 +42,7 @@ def test_ablation_changes_exactly_the_component_weights(fractok):
 
 
 def test_zero_ablating_the_only_head_of_fractok_breaks_it(fractok):
-    spec, tm, seqs = fractok
+    spec, tm, seqs, _ = fractok
     (head,) = [c for c in components(tm) if c.kind == "head"]
     assert accuracy(tm, spec, seqs) == 1.0
     assert accuracy(ablate(tm, head, "zero")[0], spec, seqs) < 0.5
@@ -67,12 +69,12 @@ def test_zero_ablating_an_unused_component_keeps_accuracy():
 
 @pytest.mark.parametrize("mode", ["zero", "mean"])
 def test_ablated_model_is_a_minimum_of_its_own_teacher_loss(fractok, mode):
-    spec, tm, seqs = fractok
+    spec, tm, seqs, prob = fractok
     for comp in components(tm):
         if mode == "mean" and comp.kind == "direction":
             continue
         new, removed = ablate(tm, comp, mode, tm.encode(seqs))
-        data = teacher_dataset(new, seqs)
+        data = prob.for_model(new).data
         loss = teacher_loss(new, data.tensors)
         grads = torch.autograd.grad(loss, list(new.parameters()), allow_unused=True)
         assert float(loss) == 0.0
@@ -80,10 +82,44 @@ def test_ablated_model_is_a_minimum_of_its_own_teacher_loss(fractok, mode):
 
 
 def test_removed_entries_get_no_noise(fractok):
-    spec, tm, seqs = fractok
+    spec, tm, seqs, prob = fractok
     (head,) = [c for c in components(tm) if c.kind == "head"]
     new, removed = ablate(tm, head, "zero")
-    data = teacher_dataset(new, seqs)
+    data = prob.for_model(new).data
     res = estimate_llc(new, data, teacher_loss, SGLDConfig(step_size=1e-6, num_draws=5, num_chains=2,
-                                                           param_masks=keep_masks(new, removed), progress=False))
+                                                           param_masks=keep_masks(removed), progress=False))
     assert res.num_sampled_params == sum(p.numel() for p in tm.parameters()) - head.num_params
+
+
+def test_compiled_and_trained_models_share_the_component_layout(fractok):
+    """Heads and MLP layers of a trained model of the same architecture own the same parameter entries."""
+    spec, tm, seqs, _ = fractok
+    trained = TrainableTransformer(ModelConfig.from_compiled(spec.compile()), seed=0).double()
+    compiled_parts = {c.name: c for c in structural_components(tm)}
+    trained_parts = {c.name: c for c in structural_components(trained)}
+    assert compiled_parts.keys() == trained_parts.keys()
+    for name, comp in compiled_parts.items():
+        assert {n: m.shape for n, m in comp.masks.items()} == {n: m.shape for n, m in trained_parts[name].masks.items()}
+    used = {c.name for c in components(tm) if c.kind in ("head", "mlp")}
+    assert used <= compiled_parts.keys()
+
+
+@pytest.mark.parametrize("mode", ["zero", "mean"])
+def test_trained_models_are_ablated_by_the_same_code(fractok, mode):
+    """Zero- and mean-ablation of a trained model's head: owned entries zero, the output bias absorbs the mean."""
+    spec, _, seqs, _ = fractok
+    model = TrainableTransformer(ModelConfig.from_compiled(spec.compile()), seed=0).double()
+    ids = to_torch(spec.compile()).encode(seqs)
+    head = next(c for c in structural_components(model) if c.kind == "head")
+    new, removed = ablate(model, head, mode, ids)
+    after = dict(new.named_parameters())
+    assert all((after[n][m] == 0).all() for n, m in removed.items())
+    bias = after[f"blocks.{head.layer}.attn.b_O"]
+    before = dict(model.named_parameters())[f"blocks.{head.layer}.attn.b_O"]
+    assert torch.equal(bias, before) == (mode == "zero")
+    if mode == "mean":  # the mean attention output over real positions is unchanged by the ablation
+        real = (ids != model.pad_id).double()[..., None]
+        hook = f"blocks.{head.layer}.hook_attn_out"
+        mean_old = (model.run_with_cache(ids)[1][hook] * real).sum((0, 1)) / real.sum()
+        mean_new = (new.run_with_cache(ids)[1][hook] * real).sum((0, 1)) / real.sum()
+        torch.testing.assert_close(mean_new, mean_old)

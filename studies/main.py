@@ -2,7 +2,8 @@
 
 1. `results/complexity/`: LLC of every compiled program vs its complexity descriptors (question 1);
 2. `results/grokking/` and `results/training/`: LLC during training (question 2);
-3. `results/ablations/`: how ablations change the LLC (question 3).
+3. `results/ablations/`: how ablations change the LLC (question 3; it also ablates the trained models that
+   `training` wrote under the same results root).
 `LLC_RESULTS_DIR` redirects the results root; `LLC_EXPERIMENTS` (comma-separated: complexity, grokking,
 training, ablations) runs a subset.
 """
@@ -14,20 +15,23 @@ import time
 
 import torch
 
-from llc_estim.experiments import ablations, complexity
-from llc_estim.experiments.common import results_root, scale
-from llc_training import tasks
-from llc_training.grokking import mod_add
+from studies import ablations, complexity, grokking, training
+from studies.common import results_root, scale
 
 EXPERIMENTS = {
     "complexity": lambda: complexity.run(complexity.PRESETS[scale()], results_root() / "complexity"),
-    "grokking": lambda: mod_add.run(mod_add.PRESETS[scale()], results_root() / "grokking"),
-    "training": tasks.main,
+    "grokking": lambda: grokking.run(grokking.PRESETS[scale()], results_root() / "grokking"),
+    "training": lambda: training.run(training.PRESETS[scale()], results_root() / "training"),
     "ablations": lambda: ablations.run(ablations.PRESETS[scale()], results_root() / "ablations"),
 }
 
 
 def main() -> None:
+    """Runs the experiments `LLC_EXPERIMENTS` names (default: all, in order).
+
+    Raises:
+        ValueError: an unknown experiment name.
+    """
     torch.set_num_threads(1)
     chosen = [e.strip() for e in os.environ.get("LLC_EXPERIMENTS", ",".join(EXPERIMENTS)).split(",") if e.strip()]
     unknown = sorted(set(chosen) - set(EXPERIMENTS))
