@@ -23,16 +23,22 @@ class Sharpness:
     Attributes:
         mlp_exactness: minimum ramp slope of discretising MLPs.
         softmax_coldness: attention score of a selected key (BOS gets half of it).
+        relu_margin: distance every ReLU keeps from its kink (0: tracr's MLPs, many units exactly at the kink; a
+            positive margin computes the same function with every unit on or off by at least this much).
     """
 
     mlp_exactness: float = 100.0
     softmax_coldness: float = 100.0
+    relu_margin: float = 0.0
 
     def __post_init__(self):
         for name in ("mlp_exactness", "softmax_coldness"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        v = self.relu_margin
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"relu_margin must be a finite number >= 0, got {v!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +85,8 @@ def _compile(spec: ProgramSpec, sharpness: Sharpness):
     return compiling.compile_rasp_to_model(spec.make_program(), set(spec.vocab), spec.max_seq_len,
                                            causal=spec.causal, compiler_bos=BOS,
                                            mlp_exactness=sharpness.mlp_exactness,
-                                           softmax_coldness=sharpness.softmax_coldness)
+                                           softmax_coldness=sharpness.softmax_coldness,
+                                           relu_margin=sharpness.relu_margin)
 
 
 def count_primitives(program: rasp.SOp) -> dict:

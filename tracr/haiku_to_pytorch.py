@@ -7,7 +7,8 @@ models); the compiled model adds the fixed unembedding `unembed [D, n_out]` (a b
 
 `run_with_cache` returns named activations (hook points), one to one with the Haiku output:
 `blocks.{i}.hook_resid_mid` == residuals[2i], `blocks.{i}.hook_resid_post` == residuals[2i+1],
-`blocks.{i}.attn.hook_logits` == attn_logits[i], plus `hook_pattern`, `hook_attn_out`, `hook_mlp_out`, `hook_embed`.
+`blocks.{i}.attn.hook_logits` == attn_logits[i], plus `hook_pattern`, `hook_attn_out`, `hook_mlp_out`, `hook_embed`
+and `blocks.{i}.mlp.hook_pre` (the MLP's hidden pre-activations).
 """
 
 from __future__ import annotations

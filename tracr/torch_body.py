@@ -11,7 +11,8 @@ trained readout). Parameter names:
 Attention scales logits by 1/sqrt(key_size), masks padding keys (and future keys when causal) with the Haiku
 model's fill value, and mixes positions, never batch rows. No LayerNorm. `run_with_cache` returns named activations:
 `hook_embed`, `blocks.{i}.attn.hook_logits`, `blocks.{i}.attn.hook_pattern`, `blocks.{i}.hook_attn_out`,
-`blocks.{i}.hook_resid_mid`, `blocks.{i}.hook_mlp_out`, `blocks.{i}.hook_resid_post`.
+`blocks.{i}.hook_resid_mid`, `blocks.{i}.mlp.hook_pre` (hidden pre-activations [B, T, M]),
+`blocks.{i}.hook_mlp_out`, `blocks.{i}.hook_resid_post`.
 """
 
 from __future__ import annotations
@@ -75,8 +76,12 @@ class MLP(nn.Module):
         self.W_out = nn.Parameter(torch.zeros(hidden, d_model))
         self.b_out = nn.Parameter(torch.zeros(d_model))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x @ self.W_in + self.b_in) @ self.W_out + self.b_out
+    def forward(self, x: torch.Tensor, cache: Optional[dict] = None, prefix: str = "") -> torch.Tensor:
+        """x [B, T, D] -> [B, T, D]; the hidden pre-activations go to `cache` as `{prefix}.hook_pre`."""
+        pre = x @ self.W_in + self.b_in
+        if cache is not None:
+            cache[f"{prefix}.hook_pre"] = pre
+        return torch.relu(pre) @ self.W_out + self.b_out
 
 
 class Block(nn.Module):
@@ -132,7 +137,7 @@ class TransformerBody(nn.Module):
         for i, blk in enumerate(self.blocks):
             attn_out = blk.attn(x, mask, cache, f"blocks.{i}.attn")
             x = x + attn_out
-            mlp_out = blk.mlp(x)
+            mlp_out = blk.mlp(x, cache, f"blocks.{i}.mlp")
             if cache is not None:
                 cache[f"blocks.{i}.hook_attn_out"], cache[f"blocks.{i}.hook_resid_mid"] = attn_out, x
             x = x + mlp_out

@@ -15,6 +15,7 @@ are model-agnostic (`llc_estim.ablation`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from typing import Optional
@@ -142,3 +143,29 @@ def direction_component(tm, label: str) -> Optional[Component]:
             layer = int(name.split(".")[1]) if name.startswith("blocks.") else -1
         masks[name] = m
     return Component(f"dir[{label}]", "direction", layer if layer is not None else -1, masks, [label])
+
+
+def rescaled(model: TransformerBody, mlp: float = 1.0, qk: float = 1.0) -> TransformerBody:
+    """A copy that computes the same function with rescaled weights (a reparametrisation; the true LLC is unchanged).
+
+    Every MLP's W_in and b_in are multiplied by `mlp` and W_out divided by it (ReLU is positively homogeneous);
+    every head's W_Q and b_Q are multiplied by `qk` and W_K and b_K divided by it (the scores q.k are unchanged).
+
+    Raises:
+        ValueError: a factor that is not a positive finite number.
+    """
+    for name, a in (("mlp", mlp), ("qk", qk)):
+        if not (isinstance(a, (int, float)) and 0 < a < float("inf")):
+            raise ValueError(f"{name} factor must be a positive finite number, got {a!r}")
+    new = copy.deepcopy(model)
+    with torch.no_grad():
+        for blk in new.blocks:
+            blk.mlp.W_in.mul_(mlp)
+            blk.mlp.b_in.mul_(mlp)
+            blk.mlp.W_out.div_(mlp)
+            for head in blk.attn.heads:
+                head.W_Q.mul_(qk)
+                head.b_Q.mul_(qk)
+                head.W_K.div_(qk)
+                head.b_K.div_(qk)
+    return new

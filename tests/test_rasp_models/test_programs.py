@@ -5,10 +5,13 @@ import pytest
 from datasets import generators
 from datasets.teacher import teacher_problem
 from rasp_models import registry
-from rasp_models.base import BOS, descriptors
+from rasp_models.base import BOS, Sharpness, descriptors
 from tests.test_tracr.helpers import outputs_match
 from tests.test_tracr.test_haiku_to_pytorch import assert_equivalent
+from tests.test_tracr.test_relu_margin import assert_same_function_with_margin
+from tracr.compiler import compiling
 from tracr.haiku_to_pytorch import to_torch
+from tracr.relu_margins import relu_margins
 
 NAMES = registry.names()
 
@@ -43,6 +46,30 @@ def test_reference_evaluator_and_compiled_models_agree(name):
         assert outputs_match(got, spec.reference(xs)), (xs, got)
     for xs in seqs[:5]:  # and through apply()
         assert outputs_match(model.apply([BOS] + xs).decoded[1:], spec.reference(xs))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_relu_margin_keeps_the_function_and_clears_every_kink(name):
+    spec = registry.get(name)
+    seqs = generators.generate(spec, 100, seed=4)
+    program = spec.make_program()  # one program for both, so the residual layouts agree
+
+    def compile_at(margin):
+        return compiling.compile_rasp_to_model(program, set(spec.vocab), spec.max_seq_len, causal=spec.causal,
+                                               compiler_bos=BOS, relu_margin=margin)
+
+    assert_same_function_with_margin(compile_at(0.0), compile_at(0.5), seqs, 0.5)
+    model = spec.compile(Sharpness(relu_margin=0.5))  # and through the sharpness knob
+    assert relu_margins(model, seqs).smallest >= 0.5 - 1e-9
+    tm = to_torch(model)
+    for xs, row in zip(seqs, tm.decode(tm.encode(seqs))):
+        assert outputs_match(row[1:], spec.reference(xs)), (xs, row[1:])
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), True, "1"])
+def test_sharpness_rejects_bad_relu_margins(bad):
+    with pytest.raises(ValueError, match="relu_margin"):
+        Sharpness(relu_margin=bad)
 
 
 @pytest.mark.parametrize("name", NAMES)

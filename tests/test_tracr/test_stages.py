@@ -46,7 +46,7 @@ def test_mlps_with_shared_hidden_units_cannot_merge():
 
 def test_categorical_mlp_is_a_lookup_table():
     inp, out = Space.from_values("x", [1, 2, 3]), Space.from_values("y", [1, 4, 9])
-    mlp = categorical_mlp.map_categorical_mlp(inp, out, lambda v: v * v, "_h")
+    mlp = categorical_mlp.map_categorical_mlp(inp, out, lambda v: v * v, "_h", BD("one"))
     res = bases.join_vector_spaces(inp, out)
     x = np.stack([res.vector(BD("x", v)) for v in (1, 2, 3)])
     y = mlp.forward(x, res)
@@ -69,7 +69,8 @@ def test_discretising_mlp_exact_on_its_value_set(f):
 
 def test_linear_sequence_map_is_exact():
     x, y, out = Space([BD("x")]), Space([BD("y")]), Space([BD("z")])
-    mlp = numerical_mlp.linear_sequence_map_numerical_mlp(x, y, out, -2, -0.5, "_h")
+    mlp = numerical_mlp.linear_sequence_map_numerical_mlp(x, y, out, -2, -0.5, "_h", BD("one"), BD("tokens", "bos"),
+                                                          [4], [1])
     res = bases.join_vector_spaces(x, y, out)
     v = 4 * res.vector(BD("x")) + 1 * res.vector(BD("y"))
     assert bases.embed(mlp.forward(v[None], res), res, out)[0, 0] == pytest.approx(-8.5)

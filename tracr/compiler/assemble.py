@@ -6,6 +6,8 @@ Fixed here, against tracr:
   * the query weights are multiplied by sqrt(key_size), cancelling the model's 1/sqrt(key_size) logit scaling
     so that the softmax coldness does not degrade with model size (bug C);
   * the pad token is masked as a key in every head (bug I).
+Every layer's MLP is padded to the widest hidden size (attention-only layers get an all-padding MLP); padding units
+have zero weights and the bias `-relu_margin`, so with a margin they are off by it instead of at their kink.
 Parameters are float64 numpy arrays; they run in whatever precision JAX is configured for.
 """
 
@@ -172,8 +174,9 @@ def assemble_craft_model(
     bos_token: Any,
     pad_token: Any,
     max_seq_len: int,
+    relu_margin: float = 0.0,
 ) -> AssembledTransformerModel:
-    """Builds parameters, config, encoders and the forward function."""
+    """Builds parameters, config, encoders and the forward function (`relu_margin`: the padding units' -bias)."""
     one = BD("one")
     residual = bases.join_vector_spaces(craft_model.residual_space, tokens_space, indices_space, output_space,
                                         bases.VectorSpaceWithBasis([one]))
@@ -207,7 +210,8 @@ def assemble_craft_model(
         for n in ("query", "key", "value"):
             params[f"{pre}/attn/{n}"] = {"w": w[n], "b": np.zeros(HK)}
         params[f"{pre}/attn/linear"] = {"w": w_o, "b": np.zeros(D)}
-        w1, w2 = np.zeros((D, hidden)), np.zeros((hidden, D))
+        w1, w2, b1 = np.zeros((D, hidden)), np.zeros((hidden, D)), np.zeros(hidden)
+        h = 0
         if layer in mlps:
             m = mlps[layer]
             h = m.hidden_space.num_dims
@@ -217,7 +221,8 @@ def assemble_craft_model(
                 prefix = f"_hidden_{label}"
                 idx = [i for i, d in enumerate(m.hidden_space.basis) if d.name.startswith(prefix)]
                 components.append(ComponentInfo(layer, "mlp", None, [label], (min(idx), max(idx) + 1)))
-        params[f"{pre}/mlp/linear_1"] = {"w": w1, "b": np.zeros(hidden)}
+        b1[h:] -= relu_margin
+        params[f"{pre}/mlp/linear_1"] = {"w": w1, "b": b1}
         params[f"{pre}/mlp/linear_2"] = {"w": w2, "b": np.zeros(D)}
 
     tok_emb = np.stack([residual.vector(d) + residual.vector(one) for d in tokens_space.basis])

@@ -31,6 +31,12 @@ def _positive_finite(name: str, value: Any) -> float:
     return float(value)
 
 
+def _non_negative_finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _check_token(name: str, value: Any) -> None:
     try:
         hash(value)
@@ -62,6 +68,7 @@ def compile_rasp_to_model(
     compiler_pad: Any = COMPILER_PAD,
     mlp_exactness: float = 100,
     softmax_coldness: float = categorical_attn.SOFTMAX_COLDNESS,
+    relu_margin: float = 0.0,
 ) -> assemble.AssembledTransformerModel:
     """Compiles `program` into an `AssembledTransformerModel`.
 
@@ -76,6 +83,13 @@ def compile_rasp_to_model(
         softmax_coldness: the attention score of a selected key in every Aggregate and SelectorWidth head (BOS
             gets half of it); finite and positive. The default 100 is exact to float precision. A lower coldness
             gives a smoother but less exact model: a head leaks about `exp(-coldness / 2)` of its weight to BOS.
+        relu_margin: finite and >= 0. With the default 0 the MLPs are tracr's lookup tables, whose ReLUs often sit
+            exactly at their kink (pre-activation 0: a unit that is off for one input value but would switch on
+            under the slightest weight change). A positive margin keeps the function identical (up to float
+            round-off, on every valid input) but moves every ReLU off its kink: at every real position and at BOS
+            each hidden pre-activation is `>= relu_margin` or `<= -relu_margin`, unused hidden units included
+            (their bias is `-relu_margin`). Useful for sampling the weights near the compiled ones, where a unit
+            at its kink makes the loss one-sided. Pad positions get the margin only where their inputs are clean.
 
     Raises:
         ValueError: bad arguments, naming the value; or a function inside the program raised an unexpected
@@ -96,6 +110,7 @@ def compile_rasp_to_model(
         raise ValueError("compiler_bos and compiler_pad must differ")
     mlp_exactness = _positive_finite("mlp_exactness", mlp_exactness)
     softmax_coldness = _positive_finite("softmax_coldness", softmax_coldness)
+    relu_margin = _non_negative_finite("relu_margin", relu_margin)
     if not isinstance(program, rasp.SOp):
         raise ValueError(f"program must be an SOp, got {type(program).__name__}")
 
@@ -111,7 +126,7 @@ def compile_rasp_to_model(
     bos_dir = bases.BasisDirection(rasp.tokens.label, compiler_bos)
     one_dir = bases.BasisDirection("one")
     expr_to_craft_graph.add_craft_components_to_rasp_graph(graph, bos_dir, one_dir, max_seq_len, mlp_exactness,
-                                                           softmax_coldness)
+                                                           softmax_coldness, relu_margin)
 
     # 4. Layer allocation and merging.
     craft_model = craft_graph_to_model.craft_graph_to_model(graph, extracted.sources)
@@ -123,7 +138,7 @@ def compile_rasp_to_model(
     model = assemble.assemble_craft_model(
         craft_model, tokens_space, indices_space, output_space,
         categorical_output=rasp.is_categorical(sink[nodes.EXPR]), causal=causal,
-        bos_token=compiler_bos, pad_token=compiler_pad, max_seq_len=max_seq_len)
+        bos_token=compiler_bos, pad_token=compiler_pad, max_seq_len=max_seq_len, relu_margin=relu_margin)
 
     # 6. What the model checks about its own categorical S-ops at run time.
     model.one_hot_checks = output_checks.build(graph, sink[nodes.ID], model.residual_labels,
