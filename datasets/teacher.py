@@ -99,14 +99,17 @@ class TeacherProblem:
     def accuracy(self, model: Optional[torch.nn.Module] = None) -> float:
         """Share of real positions (weighted by multiplicity) where `model` decodes like the compiled model.
 
-        Categorical outputs compare the argmax; numerical ones count a position correct within 1e-2 (half the
-        smallest gap between the numerical values of the registered programs is larger).
+        Categorical outputs compare the argmax where the compiled output is a value, and where it is None (an
+        all-zero readout) require the model's largest entry to stay below 1/2 (it still decodes to None);
+        numerical ones count a position correct within 1e-2 (half the smallest gap between the numerical values
+        of the registered programs is larger).
         """
         model = self.model if model is None else model
         ids, target, mask, weight = self.data.tensors
         out = model.readout(model(ids))
         if self.model.categorical_output:
-            ok = out.argmax(-1) == target.argmax(-1)
+            defined = target.max(-1).values > 0.5
+            ok = torch.where(defined, out.argmax(-1) == target.argmax(-1), out.max(-1).values < 0.5)
         else:
             ok = (out[..., 0] - target[..., 0]).abs() < 1e-2
         w = mask.to(out.dtype) * weight.to(out.dtype)[:, None]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 from typing import Optional, Sequence
 
 import numpy as np
 
 from llc_estim.config import SGLDConfig, SGLDDivergenceError
-from llc_estim.sampler import estimate_llc
+from llc_estim.sampler import LLCWarning, estimate_llc
 
 RULE = ("largest step size whose run did not diverge, had MALA acceptance >= {min_acceptance} and an LLC within "
         "max({k} combined standard deviations, {rel:.0%}) of the next smaller stable step size (the flat region); "
@@ -49,19 +50,26 @@ def calibrate(model, data, loss_fn, base: SGLDConfig, step_sizes: Sequence[float
         step_sizes: the epsilon grid (a log grid, e.g. `np.logspace(-7, -3, 9)`).
         localizations, nbetas: optional grids; default to the base values.
     """
+    step_sizes = list(step_sizes)
+    if not step_sizes:
+        raise ValueError("calibrate needs at least one step size in step_sizes")
+    for eps in step_sizes:
+        SGLDConfig(step_size=eps)  # validates each value (finite, > 0)
     table = []
     for gamma, nbeta, eps in itertools.product(localizations or [base.localization], nbetas or [base.nbeta],
                                                sorted(step_sizes)):
         cfg = dataclasses.replace(base, step_size=float(eps), localization=float(gamma), nbeta=nbeta)
         row = {"step_size": float(eps), "localization": float(gamma), "nbeta": nbeta}
         try:
-            res = estimate_llc(model, data, loss_fn, cfg, collate_fn=collate_fn)
+            with warnings.catch_warnings():  # each row records its own verdict
+                warnings.simplefilter("ignore", LLCWarning)
+                res = estimate_llc(model, data, loss_fn, cfg, collate_fn=collate_fn)
             row.update(llc_mean=res.llc_mean, llc_std=res.llc_std, acceptance=res.diagnostics["mala_acceptance"],
                        frac_below_init=res.diagnostics["frac_below_init_loss"], nbeta_resolved=res.nbeta,
-                       diverged=False)
+                       diverged=False, trustworthy=res.trustworthy, warnings=res.diagnostics["warnings"])
         except SGLDDivergenceError:
             row.update(llc_mean=math.nan, llc_std=math.nan, acceptance=math.nan, frac_below_init=math.nan,
-                       nbeta_resolved=math.nan, diverged=True)
+                       nbeta_resolved=math.nan, diverged=True, trustworthy=False, warnings=["diverged"])
         table.append(row)
     for row in table:
         row["stable"] = bool(not row["diverged"] and np.isfinite(row["llc_mean"]) and row["acceptance"] >= min_acceptance)

@@ -1,87 +1,45 @@
-"""Vectorised SGLD and the LLC estimator.
+"""Vectorised SGLD / MALA / HMC and the LLC estimator.
 
-All chains run at once: the sampled parameters are stacked along a leading chain axis, and the loss and its
-gradient are evaluated with `torch.func` (`functional_call` + `grad_and_value` + `vmap`). One step, per chain:
+All chains run at once: the sampled entries are one flat [chains, P] tensor, and the loss and its gradient are
+evaluated with `torch.func` (`functional_call` + `vmap`, autograd backward). The chains move in whitened
+coordinates z, w = w* + S z (S = A^(1/2) for a fixed preconditioner A; the identity by default), under
 
-    w <- w - (eps/2) (nbeta * grad L_batch(w) + gamma (w - w*)) + sqrt(eps) N(0, I)
+    U(z) = nbeta L_batch(w) + gamma/2 |w - w*|^2.
 
-The estimate is `lambda_hat = nbeta * (mean of post-burn-in minibatch losses - L_n(w*))`, per chain, with
-`L_n(w*)` measured on the full data set (in chunks, weighted by chunk size: exact when `loss_fn` is a mean over
-examples). The caller's model is never modified.
+SGLD (leapfrog_steps = 1, no Metropolis): z <- z - (eps/2) grad U + sqrt(eps) xi, the devinterp step when A = I.
+Metropolis-adjusted: a leapfrog trajectory of `leapfrog_steps` steps of size sqrt(eps) from a fresh momentum,
+accepted with probability min(1, exp(H_old - H_new)) on the same batch (MALA for one step).
+
+The estimate is lambda_hat = nbeta * (mean of the post-burn-in losses - L_n(w*)), per chain: SGLD records the
+minibatch loss at the pre-step parameters, Metropolis runs the loss at the chain's state after each
+accept/reject. `L_n(w*)` is measured on the full data set. The caller's model is never modified.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 import sys
-from typing import Any, Callable, Optional
+import warnings
+from typing import Callable, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from llc_estim.config import LLCResult, SGLDConfig, SGLDDivergenceError
-from llc_estim.diagnostics import summarize
-
-LossFn = Callable[[Any, Any], torch.Tensor]
-
-
-class FunctionalModel:
-    """Calls `module` with substituted parameters; other attributes (e.g. a fixed `readout`) pass through."""
-
-    def __init__(self, module: torch.nn.Module, params: dict):
-        self._module, self._params = module, params
-
-    def __call__(self, *args, **kwargs):
-        return torch.func.functional_call(self._module, self._params, args, kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self._module, name)
+from llc_estim.diagnostics import assess, summarize
+from llc_estim.params import FlatParams, LossFn, materialise, num_examples, take, to_device
 
 
-def select_params(model: torch.nn.Module, param_filter) -> list[str]:
-    """Names of the sampled parameters: all, those a predicate accepts, or an explicit list.
-
-    Raises:
-        ValueError: unknown names, or nothing selected.
-    """
-    names = [n for n, _ in model.named_parameters()]
-    if param_filter is None:
-        chosen = names
-    elif callable(param_filter):
-        chosen = [n for n in names if param_filter(n)]
-    else:
-        unknown = sorted(set(param_filter) - set(names))
-        if unknown:
-            raise ValueError(f"param_filter names unknown parameters {unknown}")
-        chosen = [n for n in names if n in set(param_filter)]
-    if not chosen:
-        raise ValueError("param_filter selects no parameters")
-    return chosen
+NOISE_BLOCK = 64  # iterations of noise drawn at once per chain
+NOISE_BLOCK_BYTES = 2 ** 31  # fewer iterations per block when a block of all chains would exceed this
 
 
-def materialise(data: Dataset, collate_fn: Optional[Callable] = None):
-    """The whole data set as one collated batch (a pytree of tensors with leading dimension n)."""
-    n = len(data)
-    if n == 0:
-        raise ValueError("the data set is empty")
-    return (collate_fn or default_collate)([data[i] for i in range(n)])
-
-
-def _take(batch, idx: torch.Tensor):
-    return torch.utils._pytree.tree_map(lambda t: t[idx] if isinstance(t, torch.Tensor) else t, batch)
-
-
-def full_data_loss(model, params: dict, full_batch, n: int, loss_fn: LossFn, chunk: Optional[int]) -> float:
-    """L_n at `params` over all n examples, in chunks weighted by their size."""
-    chunk = chunk or n
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, n, chunk):
-            idx = torch.arange(start, min(start + chunk, n))
-            total += float(loss_fn(FunctionalModel(model, params), _take(full_batch, idx))) * len(idx)
-    return total / n
+class LLCWarning(UserWarning):
+    """Emitted when an LLC estimate is flagged untrustworthy (the reasons are in the message)."""
 
 
 @contextlib.contextmanager
@@ -104,21 +62,12 @@ def batch_indices(n: int, batch_size: int, steps: int, rng: np.random.Generator)
 
 
 def chain_seeds(seed: int, num_chains: int) -> list[np.random.SeedSequence]:
-    """One child SeedSequence per chain (its batch order and its noise both derive from it)."""
+    """One child SeedSequence per chain (its batch order, noise and accept/reject draws derive from it)."""
     return np.random.SeedSequence(seed).spawn(num_chains)
 
 
 def noise_generator(child: np.random.SeedSequence, device="cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-
-
-NOISE_BLOCK = 64  # steps of noise drawn at once per chain
-
-
-def noise_block(gens: list[torch.Generator], steps: int, num_params: int, dtype) -> torch.Tensor:
-    """[steps, C, P] standard normal noise, each chain from its own generator."""
-    return torch.stack([torch.randn(steps, num_params, generator=g, dtype=dtype, device=g.device) for g in gens],
-                       dim=1)
 
 
 def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SGLDConfig,
@@ -127,134 +76,269 @@ def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SG
 
     Args:
         model: the network; its parameters are w* and are left unchanged.
-        data: a torch Dataset of n examples.
+        data: a torch Dataset (optionally with a `num_draws` attribute: the n its items stand for).
         loss_fn: `loss_fn(model, batch) -> scalar mean loss`. It may call the model and its parameter-free methods.
         cfg: the sampler settings.
         collate_fn: how to batch examples (default: torch's default_collate).
 
+    Returns:
+        The estimate; `diagnostics["trustworthy"]` and `["warnings"]` say whether to believe it (an untrustworthy
+        result also emits an `LLCWarning`).
+
     Raises:
         SGLDDivergenceError: a NaN or infinite loss, naming the chain and step.
+        ValueError: a bad configuration for this model (e.g. a preconditioner of the wrong size).
     """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be callable: loss_fn(model, batch) -> scalar tensor")
     with _threads(cfg.num_threads):
-        return _run(model, data, loss_fn, cfg, collate_fn)
+        return _Run(model, data, loss_fn, cfg, collate_fn).run()
 
 
-def _run(model, data, loss_fn, cfg: SGLDConfig, collate_fn) -> LLCResult:
-    full = materialise(data, collate_fn)
-    n = len(data)
-    nbeta = cfg.resolved_nbeta(n)
-    names = select_params(model, cfg.param_filter)
-    all_params = {k: v.detach() for k, v in model.named_parameters()}
-    frozen = {k: v for k, v in all_params.items() if k not in names}
-    device = all_params[names[0]].device
-    full = torch.utils._pytree.tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, full)
-    init_loss = full_data_loss(model, all_params, full, n, loss_fn, cfg.batch_size)
-    shapes = [(k, all_params[k].shape, all_params[k].numel()) for k in names]
-    offsets = np.cumsum([0] + [s[2] for s in shapes])
-    P, C, eps, gamma = int(offsets[-1]), cfg.num_chains, cfg.step_size, cfg.localization
-    dtype = all_params[names[0]].dtype
-    # All chains' sampled parameters live in one flat [C, P] tensor; the model sees [C, *shape] views of it.
-    w_star = torch.cat([all_params[k].reshape(-1) for k in names])  # [P]
-    W = w_star.unsqueeze(0).repeat(C, 1).clone()
-    mask = _flat_mask(cfg.param_masks, names, all_params, device, dtype)  # [P] or None
-    if mask is not None:
-        P_sampled = int(mask.sum())
-        if P_sampled == 0:
-            raise ValueError("param_masks leave no parameter to sample")
-    else:
-        P_sampled = P
+class _Run:
+    """One call of `estimate_llc`: set-up, the loop, and the result."""
 
-    def unflatten(flat):
-        return {k: flat[:, offsets[i]:offsets[i + 1]].view(C, *shape) for i, (k, shape, _) in enumerate(shapes)}
+    def __init__(self, model, data, loss_fn, cfg: SGLDConfig, collate_fn):
+        self.cfg, self.loss_fn = cfg, loss_fn
+        self.flat = FlatParams(model, cfg.param_filter, cfg.param_masks)
+        self.n_items = len(data)
+        self.full = to_device(materialise(data, collate_fn), self.flat.device)
+        self.n = num_examples(data)
+        self.nbeta = cfg.resolved_nbeta(self.n)
+        self.full_batch = cfg.batch_size is None or cfg.batch_size >= self.n_items
+        self.precond = cfg.preconditioner
+        if self.precond is not None:
+            self.precond.check_size(self.flat.size)
+        loss = self.flat.loss(loss_fn, self.flat.w_star, self.full) if self.full_batch else None
+        with torch.no_grad():
+            self.init_loss = float(loss) if loss is not None else float(
+                self.flat.full_loss(loss_fn, self.flat.w_star, self.full, self.n_items, cfg.batch_size))
+        forward = torch.func.vmap(lambda w, b: self.flat.loss(loss_fn, w, b),
+                                  in_dims=(0, None if self.full_batch else 0))
+        self._forward = forward
+        self._metric_model = None
+        self.bounds = None  # Hessian bounds (from llc_bounds), checked by the verdict when set
 
-    def loss_of(params, batch):
-        return loss_fn(FunctionalModel(model, {**frozen, **params}), batch)
+    def to_w(self, z: torch.Tensor) -> torch.Tensor:
+        """[C, P] whitened coordinates -> parameters."""
+        offset = z if self.precond is None else self.precond.sqrt_apply(z)
+        if self.flat.mask is not None:
+            offset = offset * self.flat.mask
+        return self.flat.w_star + offset
 
-    full_batch = cfg.batch_size is None or cfg.batch_size >= n
-    forward = torch.func.vmap(loss_of, in_dims=(0, None if full_batch else 0))
+    def potential(self, z: torch.Tensor, batch, need_u: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(U [C], grad_z U [C, P], loss [C]) at z; U is None when `need_u` is False (plain SGLD steps)."""
+        w = self.to_w(z).detach().requires_grad_(True)
+        loss = self._forward(w, batch)  # [C]
+        (grad,) = torch.autograd.grad(loss.sum(), w)
+        offset = w.detach() - self.flat.w_star
+        drift = self.nbeta * grad + self.cfg.localization * offset
+        if self.flat.mask is not None:
+            drift = drift * self.flat.mask
+        if self.precond is not None:
+            drift = self.precond.sqrt_apply(drift)  # S is symmetric: grad_z U = S grad_w U
+        loss = loss.detach()
+        u = self.nbeta * loss + 0.5 * self.cfg.localization * (offset ** 2).sum(1) if need_u else None
+        return u, drift, loss
 
-    def loss_and_grad(flat, batch):
-        flat = flat.detach().requires_grad_(True)
-        loss = forward(unflatten(flat), batch)  # [C]
-        (grad,) = torch.autograd.grad(loss.sum(), flat)
-        return loss.detach(), grad
+    def noise(self, gens, t: int) -> torch.Tensor:
+        """[C, P] standard normal noise (momenta) for iteration t, drawn in blocks per chain; zero where frozen.
 
-    children = chain_seeds(cfg.seed, C)
-    gens = [noise_generator(c, device) for c in children]
-    total = cfg.num_burnin + cfg.num_draws
-    if not full_batch:
-        idx = torch.as_tensor(np.stack([batch_indices(n, cfg.batch_size, total, np.random.default_rng(c))
-                                        for c in children], axis=1), device=device)  # [steps, C, B]
-    losses = torch.zeros(total, C, dtype=torch.float64, device=device)
-    acceptance = []
-    sqrt_eps = eps ** 0.5
-    bar = tqdm(range(total), disable=not (cfg.progress and sys.stderr.isatty()), desc="SGLD", leave=False)
-    for t in bar:
-        if t % NOISE_BLOCK == 0:
-            noise = noise_block(gens, min(NOISE_BLOCK, total - t), P, dtype)
-        batch = full if full_batch else _take(full, idx[t])
-        loss, grad = loss_and_grad(W, batch)
-        _check_finite(loss, t, cfg)
-        losses[t] = loss
-        drift = nbeta * grad + gamma * (W - w_star)
-        step_noise = noise[t % NOISE_BLOCK]
-        if mask is not None:
-            drift, step_noise = drift * mask, step_noise * mask
-        new = W - (0.5 * eps) * drift + sqrt_eps * step_noise
-        if cfg.mala_every and t % cfg.mala_every == 0:
-            loss_new, grad_new = loss_and_grad(new, batch)
-            if mask is not None:
-                grad_new = grad_new * mask
-            acceptance.append(_mala_acceptance(W, new, drift, grad_new, loss, loss_new, w_star, nbeta, gamma, eps))
-        W = new
-    bar.close()
+        A block holds NOISE_BLOCK iterations (fewer at the end of a run, and fewer when the block of all chains
+        would exceed NOISE_BLOCK_BYTES, e.g. hundreds of chains of a large model); t runs from 0 in every run.
+        """
+        if t == 0 or t >= self._block_start + len(self._block):
+            P, C, size = self.flat.size, len(gens), self.flat.w_star.element_size()
+            steps = min(NOISE_BLOCK, self.total - t, max(1, NOISE_BLOCK_BYTES // (C * P * size)))
+            block = torch.empty(steps, C, P, dtype=self.flat.dtype, device=self.flat.device)
+            for c, g in enumerate(gens):  # each chain's own stream, drawn contiguously (then copied into place)
+                block[:, c] = torch.randn(steps, P, generator=g, dtype=self.flat.dtype, device=g.device)
+            if self.flat.mask is not None:
+                block.mul_(self.flat.mask)  # elementwise, so the same numbers as masking each row
+            self._block, self._block_start = block, t
+        return self._block[t - self._block_start]
 
-    losses = losses.T.cpu().numpy()
-    trace, burn = losses[:, cfg.num_burnin:], losses[:, :cfg.num_burnin]
-    llc = nbeta * (trace.mean(axis=1) - init_loss)
-    acc = np.array(acceptance).T if acceptance else np.zeros((C, 0))
-    diag = summarize(trace, init_loss, acc)
-    return LLCResult(llc_per_chain=llc, loss_trace=trace, burnin_trace=burn, init_loss=init_loss, nbeta=nbeta,
-                     n=n, num_sampled_params=P_sampled, config=cfg, diagnostics=diag, param_names=names)
+    def adapt(self, iterations: int, target: float, h0: float = 0.5, start: Optional[torch.Tensor] = None,
+              stream: int = 0) -> tuple[torch.Tensor, float, list]:
+        """Metropolis warm-up with dual averaging of the leapfrog step h (Hoffman & Gelman 2014, sec. 3.2).
 
+        Starts at w* (or whitened state `start`); `stream` selects a random stream apart from the main run's.
+        Returns (the chains' final state z, the tuned step size eps = h^2, the mean acceptance per iteration).
+        """
+        C, P = self.cfg.num_chains, self.flat.size
+        children = chain_seeds(self.cfg.seed + 7919 * (stream + 1), C)
+        gens = [noise_generator(c, self.flat.device) for c in children]
+        uniforms = [noise_generator(c.spawn(1)[0], self.flat.device) for c in children]
+        self.total = iterations
+        z = torch.zeros(C, P, dtype=self.flat.dtype, device=self.flat.device) if start is None else start
+        cached = self.potential(z, self.full)
+        h0 = self._initial_step(z, cached, gens, uniforms, h0)
+        mu, log_h, log_h_bar, h_bar_stat, history = math.log(10 * h0), math.log(h0), math.log(h0), 0.0, []
+        for t in range(iterations):
+            z, cached, prob = self._metropolis_step(z, cached, self.full, self.noise(gens, t), uniforms, t,
+                                                    math.exp(log_h))
+            history.append(float(prob.mean()))
+            k = t + 1
+            h_bar_stat = (1 - 1 / (k + 10)) * h_bar_stat + (target - history[-1]) / (k + 10)
+            log_h = mu - math.sqrt(k) / 0.05 * h_bar_stat
+            weight = k ** -0.75
+            log_h_bar = weight * log_h + (1 - weight) * log_h_bar
+        return z, math.exp(2 * log_h_bar), history
 
-def _flat_mask(masks, names, params, device, dtype):
-    """The flat [P] 0/1 mask of sampled entries, or None when every entry is sampled."""
-    if not masks:
-        return None
-    unknown = sorted(set(masks) - set(names))
-    if unknown:
-        raise ValueError(f"param_masks name parameters that are not sampled: {unknown}")
-    parts = []
-    for k in names:
-        m = masks.get(k)
-        if m is None:
-            parts.append(torch.ones(params[k].numel(), dtype=dtype, device=device))
-        else:
-            if tuple(m.shape) != tuple(params[k].shape):
-                raise ValueError(f"param_masks[{k!r}] has shape {tuple(m.shape)}, expected {tuple(params[k].shape)}")
-            parts.append(m.reshape(-1).to(device=device, dtype=dtype))
-    return torch.cat(parts)
+    def _initial_step(self, z, cached, gens, uniforms, h: float, tries: int = 30) -> float:
+        """A first leapfrog step: doubled or halved from `h` until one trial trajectory per chain crosses an
+        acceptance of 0.5 (Hoffman & Gelman's heuristic). The trials do not move the chains."""
+        direction = None
+        for i in range(tries):
+            momentum = torch.stack([torch.randn(self.flat.size, generator=g, dtype=z.dtype, device=g.device)
+                                    for g in gens])
+            if self.flat.mask is not None:
+                momentum = momentum * self.flat.mask
+            _, _, prob = self._metropolis_step(z, cached, self.full, momentum, uniforms, 0, h)
+            up = float(prob.mean()) > 0.5
+            if direction is not None and up != direction:
+                return h if up else h / 2
+            direction = up
+            h = h * 2 if up else h / 2
+        return h
 
+    def run(self, start: Optional[torch.Tensor] = None) -> LLCResult:
+        """The sampling loop from w* (or from whitened state `start` [C, P])."""
+        cfg, C, P = self.cfg, self.cfg.num_chains, self.flat.size
+        children = chain_seeds(cfg.seed, C)
+        gens = [noise_generator(c, self.flat.device) for c in children]
+        total = self.total = cfg.num_burnin + cfg.num_draws
+        steps = total * cfg.leapfrog_steps
+        uniforms = [noise_generator(c.spawn(1)[0], self.flat.device) for c in children]
+        if not self.full_batch:
+            idx = torch.as_tensor(np.stack([batch_indices(self.n_items, cfg.batch_size, total,
+                                                          np.random.default_rng(c)) for c in children], axis=1),
+                                  device=self.flat.device)  # [iterations, C, B]
+        metric_every = cfg.metric_every or max(total // 10, 1)
+        # the losses stay on the model's device (no host sync per step) and are checked for NaN once per noise block
+        losses = torch.zeros(total, C, dtype=torch.float64, device=self.flat.device)
+        checked = 0  # losses[:checked] are known to be finite
+        accept, metrics = [], []
+        z = torch.zeros(C, P, dtype=self.flat.dtype, device=self.flat.device) if start is None else start
+        cached = None  # (U, grad, loss) at z on the full batch, reused by Metropolis runs
+        bar = tqdm(range(total), disable=not (cfg.progress and sys.stderr.isatty()), desc="LLC sampler",
+                   leave=False, total=total, unit="it", postfix={"steps": steps})
+        for t in bar:
+            batch = self.full if self.full_batch else take(self.full, idx[t])
+            if cfg.metropolis:
+                if cached is None or not self.full_batch:
+                    cached = self.potential(z, batch)
+                z, cached, prob = self._metropolis_step(z, cached, batch, self.noise(gens, t), uniforms, t,
+                                                        math.sqrt(cfg.step_size))
+                losses[t] = cached[2]
+                accept.append(prob)
+            else:
+                mala = bool(cfg.mala_every) and t % cfg.mala_every == 0
+                u, grad, loss = self.potential(z, batch, need_u=mala)
+                losses[t] = loss
+                new = z - 0.5 * cfg.step_size * grad + math.sqrt(cfg.step_size) * self.noise(gens, t)
+                if mala:
+                    accept.append(self._mala_probability(z, new, (u, grad, loss), batch))
+                z = new
+                if (t + 1) % NOISE_BLOCK == 0:
+                    self._check_losses(losses, checked, t + 1)
+                    checked = t + 1
+            if cfg.draw_metric is not None and (t % metric_every == metric_every - 1 or t == total - 1):
+                self._check_losses(losses, checked, t + 1)
+                checked = t + 1
+                metrics.append(self._draw_metric(z))
+        bar.close()
+        self._check_losses(losses, checked, total)
+        return self._result(losses.cpu(), accept, metrics)
 
-def _check_finite(loss: torch.Tensor, t: int, cfg: SGLDConfig) -> None:
-    bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
-    if bad:
+    def _metropolis_step(self, z, cached, batch, p0, uniforms, t, h):
+        """One leapfrog trajectory of step h from momentum p0 and its accept/reject, per chain."""
+        cfg = self.cfg
+        u0, g0, _ = cached
+        zn, p = z, p0 - 0.5 * h * g0
+        for i in range(cfg.leapfrog_steps):
+            zn = zn + h * p
+            un, gn, ln = self.potential(zn, batch)
+            if i < cfg.leapfrog_steps - 1:
+                p = p - h * gn
+        p = p - 0.5 * h * gn
+        log_alpha = (u0 + 0.5 * (p0 ** 2).sum(1)) - (un + 0.5 * (p ** 2).sum(1))
+        log_alpha = torch.nan_to_num(log_alpha.double(), nan=-math.inf)
+        prob = torch.exp(log_alpha.clamp(max=0.0))
+        uniform = torch.stack([torch.rand((), generator=g, dtype=torch.float64, device=g.device) for g in uniforms])
+        ok = (uniform < prob).to(z.device)
+        z = torch.where(ok[:, None], zn, z)
+        cached = tuple(torch.where(ok.view(-1, *[1] * (a.dim() - 1)), b, a) for a, b in zip(cached, (un, gn, ln)))
+        self._check_finite(cached[2], t)
+        return z, cached, prob.cpu().numpy()
+
+    def _mala_probability(self, z, new, current, batch) -> np.ndarray:
+        """Acceptance probability of the SGLD step as a MALA proposal (diagnostic only), on the same batch."""
+        u, grad, _ = current
+        u_new, grad_new, _ = self.potential(new, batch)
+        eps = self.cfg.step_size
+        log_q_fwd = -((new - z + 0.5 * eps * grad) ** 2).sum(1) / (2 * eps)
+        log_q_bwd = -((z - new + 0.5 * eps * grad_new) ** 2).sum(1) / (2 * eps)
+        log_alpha = torch.nan_to_num((u - u_new + log_q_bwd - log_q_fwd).double(), nan=-math.inf)
+        return torch.exp(log_alpha.clamp(max=0.0)).cpu().numpy()
+
+    @torch.no_grad()
+    def _draw_metric(self, z) -> list:
+        """The user's metric on a copy of the model holding each chain's weights (a real module, so the metric may
+        read parameters as attributes)."""
+        if self._metric_model is None:
+            self._metric_model = copy.deepcopy(self.flat.model)
+        params = dict(self._metric_model.named_parameters())
+        out = []
+        for w in self.to_w(z):
+            for name, value in self.flat.unflatten(w).items():
+                params[name].copy_(value)
+            out.append(float(self.cfg.draw_metric(self._metric_model)))
+        return out
+
+    def _check_losses(self, losses: torch.Tensor, start: int, stop: int) -> None:
+        """Raises for the first non-finite loss among iterations [start, stop) of `losses` [iterations, C]."""
+        if stop <= start or bool(torch.isfinite(losses[start:stop]).all()):
+            return
+        first = int((~torch.isfinite(losses[start:stop])).any(1).nonzero()[0, 0])
+        self._check_finite(losses[start + first], start + first)
+
+    def _check_finite(self, loss: torch.Tensor, t: int) -> None:
+        if bool(torch.isfinite(loss).all()):
+            return
+        bad = (~torch.isfinite(loss)).nonzero().flatten().tolist()
+        if not bad:
+            return
+        cfg = self.cfg
+        advice = ("step_size x localization / 2 = {:.3g} > 1: the localization term alone is unstable, so reduce "
+                  "step_size".format(cfg.step_size * cfg.localization / 2)
+                  if cfg.step_size * cfg.localization / 2 > 1 else
+                  "reduce step_size (or precondition, or strengthen the localization)")
         raise SGLDDivergenceError(
-            f"SGLD diverged: loss is {float(loss[bad[0]])} in chain {bad[0]} at step {t} "
-            f"(step_size={cfg.step_size}, localization={cfg.localization}, nbeta={cfg.nbeta}). "
-            "Try a smaller step_size or a larger localization.")
+            f"sampler diverged: loss is {float(loss[bad[0]])} in chain {bad[0]} at iteration {t} "
+            f"(step_size={cfg.step_size}, localization={cfg.localization}, nbeta={self.nbeta:.6g}). {advice}.")
 
-
-def _mala_acceptance(w, new, drift, grad_new, loss, loss_new, w_star, nbeta, gamma, eps) -> np.ndarray:
-    """Metropolis-adjusted acceptance probability of each chain's step, both points on the same minibatch.
-
-    All tensors are flat [C, P] (w_star [P]); U(w) = nbeta L(w) + gamma/2 |w - w*|^2.
-    """
-    drift_new = nbeta * grad_new + gamma * (new - w_star)
-    u_old = nbeta * loss + 0.5 * gamma * ((w - w_star) ** 2).sum(1)
-    u_new = nbeta * loss_new + 0.5 * gamma * ((new - w_star) ** 2).sum(1)
-    log_q_fwd = -((new - w + 0.5 * eps * drift) ** 2).sum(1) / (2 * eps)
-    log_q_bwd = -((w - new + 0.5 * eps * drift_new) ** 2).sum(1) / (2 * eps)
-    log_alpha = (u_old - u_new + log_q_bwd - log_q_fwd).double()
-    return torch.exp(torch.clamp(log_alpha, max=0.0)).cpu().numpy()
+    def _result(self, losses, accept, metrics) -> LLCResult:
+        cfg = self.cfg
+        losses = losses.T.numpy()
+        trace, burn = losses[:, cfg.num_burnin:], losses[:, :cfg.num_burnin]
+        llc = self.nbeta * (trace.mean(axis=1) - self.init_loss)
+        acc = np.array(accept).T if accept else np.zeros((cfg.num_chains, 0))
+        acc_draws = acc[:, cfg.num_burnin:] if cfg.metropolis else acc
+        diag = summarize(trace, self.init_loss, acc_draws, self.nbeta)
+        diag["sampler"] = ("hmc" if cfg.leapfrog_steps > 1 else "mala") if cfg.metropolis else "sgld"
+        met = np.array(metrics).T if metrics else np.zeros((cfg.num_chains, 0))
+        if met.size:
+            diag["draw_metric_min"] = float(met.min())
+            diag["draw_metric_mean"] = float(met.mean())
+        if self.bounds is not None:
+            diag["bounds"] = self.bounds
+        ok, reasons = assess(diag, llc, self.flat.num_sampled, cfg.thresholds, self.bounds)
+        diag["trustworthy"], diag["warnings"] = ok, reasons
+        if not ok:
+            warnings.warn("LLC estimate flagged untrustworthy: " + "; ".join(reasons), LLCWarning, stacklevel=3)
+        return LLCResult(llc_per_chain=llc, loss_trace=trace, burnin_trace=burn, init_loss=self.init_loss,
+                         nbeta=self.nbeta, n=self.n, num_sampled_params=self.flat.num_sampled, config=cfg,
+                         diagnostics=diag, param_names=self.flat.names, acceptance_trace=acc, metric_trace=met)

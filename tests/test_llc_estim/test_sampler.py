@@ -27,7 +27,7 @@ def test_noise_off_step_is_gradient_descent():
     w1 = w0 - 0.5 * 1e-3 * 10.0 * w.grad
     # the second recorded loss is at w1 plus the first noise draw of chain 0's own generator
     gen = sampler.noise_generator(sampler.chain_seeds(0, 1)[0])
-    noise = sampler.noise_block([gen], 2, 3, torch.float64)[0, 0].view(3, 1)
+    noise = torch.randn(2, 3, generator=gen, dtype=torch.float64)[0].view(3, 1)  # the block of 2 iterations, row 0
     expected_loss = float(((x @ (w1 + math.sqrt(1e-3) * noise) - y) ** 2).mean())
     assert res.loss_trace[0, 0] == pytest.approx(float(((x @ w0 - y) ** 2).mean()), rel=1e-12)
     assert res.loss_trace[0, 1] == pytest.approx(expected_loss, rel=1e-10)
@@ -63,13 +63,13 @@ def test_nan_loss_raises_divergence_naming_chain_and_step():
         out = mse(m, batch)
         return out / 0.0 * 0.0  # NaN
 
-    with pytest.raises(SGLDDivergenceError, match="chain 0 at step 0"):
+    with pytest.raises(SGLDDivergenceError, match="chain 0 at iteration 0"):
         estimate_llc(model, data, bad_loss, SGLDConfig(step_size=1e-4, num_draws=5, progress=False))
 
 
 def test_huge_step_size_diverges_with_clear_error():
     model, data = linear_regression(2, 50)
-    with pytest.raises(SGLDDivergenceError, match="smaller step_size"):
+    with pytest.raises(SGLDDivergenceError, match="localization term alone is unstable, so reduce step_size"):
         estimate_llc(model, data, mse, SGLDConfig(step_size=10.0, nbeta=1e3, num_draws=500, progress=False))
 
 

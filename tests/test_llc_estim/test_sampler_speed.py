@@ -1,0 +1,59 @@
+"""The sampler's speed paths keep its numbers: noise blocks, deferred NaN checks, fast collation, flat views."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset, default_collate
+
+from llc_estim import SGLDConfig, SGLDDivergenceError, estimate_llc, sampler
+from llc_estim.params import FlatParams, materialise
+from tests.test_llc_estim.models import linear_regression, mse
+
+
+def test_memory_capped_noise_blocks_are_each_chains_own_stream(monkeypatch):
+    """With blocks capped at 3 iterations, iteration t of chain c is row t % 3 of its (t // 3)-th draw."""
+    model, data = linear_regression(5, 40)
+    cfg = SGLDConfig(step_size=1e-3, num_chains=2, num_draws=7, num_burnin=0, progress=False)
+    monkeypatch.setattr(sampler, "NOISE_BLOCK_BYTES", 3 * 2 * 5 * 8)
+    run = sampler._Run(model, data, mse, cfg, None)
+    run.total = 7
+    gens = [sampler.noise_generator(c) for c in sampler.chain_seeds(0, 2)]
+    got = torch.stack([run.noise(gens, t) for t in range(7)])  # [7, C, P]
+    for c, child in enumerate(sampler.chain_seeds(0, 2)):
+        g = sampler.noise_generator(child)
+        want = torch.cat([torch.randn(k, 5, generator=g, dtype=torch.float64) for k in (3, 3, 1)])
+        torch.testing.assert_close(got[:, c], want, rtol=0, atol=0)
+
+
+def test_nan_found_after_the_first_block_names_its_chain_and_iteration():
+    model, data = linear_regression(2, 20)
+    calls = [0]
+
+    def late_nan(m, batch):
+        out = mse(m, batch)
+        calls[0] += 1
+        return out * float("nan") if calls[0] > 71 else out  # 1 call for L(w*), then one per iteration
+
+    with pytest.raises(SGLDDivergenceError, match="chain 0 at iteration 70"):
+        estimate_llc(model, data, late_nan, SGLDConfig(step_size=1e-4, num_draws=100, mala_every=0, progress=False))
+
+
+def test_fast_collation_equals_default_collate():
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.arange(6)
+    data = TensorDataset(x, y)
+    fast, slow = materialise(data), default_collate([data[i] for i in range(6)])
+    assert type(fast) is type(slow) and all(torch.equal(a, b) and a.dtype == b.dtype for a, b in zip(fast, slow))
+    assert fast[0].data_ptr() != x.data_ptr()  # a copy, as collation makes
+
+
+def test_split_view_gradients_match_slices():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    flat = FlatParams(model)
+    w = (flat.w_star + 0.1).requires_grad_(True)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    (g_split,) = torch.autograd.grad(flat.model_at(w)(x).pow(2).sum(), w)
+    parts = {k: w[flat.offsets[i]:flat.offsets[i + 1]].reshape(s) for i, (k, s) in enumerate(flat.shapes)}
+    (g_slice,) = torch.autograd.grad(torch.func.functional_call(model, parts, (x,)).pow(2).sum(), w)
+    assert torch.equal(g_split, g_slice)
+    np.testing.assert_array_equal(flat.unflatten(w.detach())["0.weight"].numpy(), model[0].weight.detach().numpy() + 0.1)
