@@ -1,12 +1,13 @@
-"""Scale, results root, environment records and worker processes shared by every study."""
+"""Scale, results root, device and environment records shared by every study (jobs run through `studies.runner`)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 SCALES = ("smoke", "quick", "full")
 
@@ -21,6 +22,26 @@ def scale() -> str:
     if s not in SCALES:
         raise ValueError(f"LLC_SCALE must be one of {SCALES}, got {s!r}")
     return s
+
+
+def device() -> "torch.device":
+    """`LLC_DEVICE` (default `cpu`): `cpu`, `cuda` or `cuda:N`, where the studies build and sample their models.
+
+    Raises:
+        ValueError: another value, or a CUDA device that this machine does not have.
+    """
+    import torch
+
+    name = os.environ.get("LLC_DEVICE", "cpu").strip() or "cpu"
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (kind == "cpu" and index) or (index and not index.isdigit()):
+        raise ValueError(f"LLC_DEVICE must be cpu, cuda or cuda:N, got {name!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"LLC_DEVICE={name} but CUDA is not available (torch {torch.__version__})")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"LLC_DEVICE={name} but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return torch.device(name)
 
 
 def results_root() -> Path:
@@ -47,33 +68,11 @@ def environment() -> dict:
     import torch
 
     commit, status = _git("rev-parse", "HEAD"), _git("status", "--porcelain")
+    try:
+        ray_version = importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:
+        ray_version = None
     return {"python": platform.python_version(), "torch": torch.__version__, "jax": jax.__version__,
-            "haiku": haiku.__version__, "numpy": np.__version__, "git_commit": (commit or "").strip(),
+            "haiku": haiku.__version__, "numpy": np.__version__, "ray": ray_version,
+            "device": os.environ.get("LLC_DEVICE", "cpu"), "git_commit": (commit or "").strip(),
             "dirty": None if status is None else bool(status.strip())}
-
-
-def run_parallel(fn: Callable, args_list: list, workers: int, on_done: Optional[Callable] = None) -> list:
-    """`[fn(*args) for args in args_list]`, in `workers` spawned processes when workers > 1 (results in order).
-
-    Args:
-        on_done: optional callback `on_done(index, result)` called as each job finishes.
-    """
-    if workers <= 1:
-        out = []
-        for i, args in enumerate(args_list):
-            out.append(fn(*args))
-            if on_done:
-                on_done(i, out[-1])
-        return out
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    results = [None] * len(args_list)
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(fn, *args): i for i, args in enumerate(args_list)}
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            results[i] = fut.result()
-            if on_done:
-                on_done(i, results[i])
-    return results

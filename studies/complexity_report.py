@@ -1,9 +1,8 @@
-"""Tables, correlations, figures and the README of the complexity study."""
+"""Statistics, tables and figures of the complexity study (question 1). Only valid estimates enter statistics."""
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -14,259 +13,217 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-DESCRIPTORS = ("primitives", "layers", "heads", "mlp_width", "residual_width", "num_params", "num_nonzero")
-COLUMNS = ("program", "llc_mean", "llc_std", "llc_std_seeds", "llc_std_chains", "step_size", "localization", "nbeta",
-           "num_params", "half_params", "num_nonzero", "layers", "heads", "mlp_width", "residual_width", "primitives",
-           "acceptance", "frac_below_init", "num_diverged", "llc_no_embed", "llc_no_embed_std", "params_no_embed",
-           "llc_common", "llc_common_std", "common_step_size", "calibration_flat", "largest_stable_step")
+from studies.validity import table_row  # noqa: E402
+
+DESCRIPTORS = ("num_params", "layers", "heads", "mlp_width", "residual_width", "primitives")
 
 
-def _pooled(block) -> tuple:
-    """Mean and std over every chain of every seed."""
-    if not block:
-        return math.nan, math.nan
-    vals = [v for r in block["runs"] if not r["diverged"] for v in r["llc_per_chain"]]
-    return (float(np.mean(vals)), float(np.std(vals, ddof=1))) if len(vals) > 1 else (math.nan, math.nan)
-
-
-def rows(programs: list, commons: list, common_step: float, localization: float) -> list[dict]:
-    by_common = {c["program"]: c for c in commons}
-    out = []
-    for p in programs:
-        d, a, ne = p["descriptors"], p.get("all"), p.get("no_embed")
-        mean, std = _pooled(a)
-        ne_mean, ne_std = _pooled(ne)
-        c = by_common.get(p["program"])
-        c_mean, c_std = _pooled(c)
-        ok = [r for r in (a or {}).get("runs", []) if not r["diverged"]]
-        ne_ok = [r for r in (ne or {}).get("runs", []) if not r["diverged"]]
-        out.append({
-            "program": p["program"], "llc_mean": mean, "llc_std": std,
-            "llc_std_seeds": (a or {}).get("llc_std_seeds", math.nan),
-            "llc_std_chains": (a or {}).get("llc_std_chains", math.nan), "step_size": p["step_size"],
-            "localization": localization, "nbeta": ok[0]["nbeta"] if ok else math.nan,
-            **{k: d[k] for k in ("num_params", "half_params", "num_nonzero", "layers", "heads", "mlp_width",
-                                 "residual_width", "primitives")},
-            "acceptance": (a or {}).get("acceptance", math.nan),
-            "frac_below_init": (a or {}).get("frac_below_init", math.nan),
-            "num_diverged": (a or {}).get("num_diverged", 0), "llc_no_embed": ne_mean, "llc_no_embed_std": ne_std,
-            "params_no_embed": ne_ok[0]["num_sampled_params"] if ne_ok else math.nan,
-            "llc_common": c_mean, "llc_common_std": c_std, "common_step_size": common_step,
-            "calibration_flat": bool(p.get("calibration_flat")), "largest_stable_step": p.get("largest_stable_step"),
-        })
-    return out
-
-
-def spearman_table(table: list[dict], key: str = "llc_mean", reps: int = 2000, seed: int = 0) -> dict:
-    """Spearman rho of `key` with each descriptor, with a bootstrap 95% interval over programs."""
+def bootstrap_ci(x, stat, reps: int = 2000, seed: int = 0) -> list:
+    """95% percentile bootstrap interval of `stat` over resampled rows of x (an array or a tuple of arrays)."""
     rng = np.random.default_rng(seed)
-    good = [r for r in table if math.isfinite(r[key])]
-    y = np.array([r[key] for r in good])
-    out = {}
-    for desc in DESCRIPTORS:
-        x = np.array([r[desc] for r in good], dtype=float)
-        if len(good) < 4:
-            out[desc] = {"rho": math.nan, "ci95": [math.nan, math.nan], "p": math.nan, "n": len(good)}
-            continue
-        rho, p = stats.spearmanr(x, y)
-        boots = []
-        for _ in range(reps):
-            i = rng.integers(0, len(good), len(good))
-            if len(set(x[i])) > 1 and len(set(y[i])) > 1:
-                boots.append(stats.spearmanr(x[i], y[i])[0])
-        lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (math.nan, math.nan)
-        out[desc] = {"rho": float(rho), "ci95": [float(lo), float(hi)], "p": float(p), "n": len(good)}
+    arrays = x if isinstance(x, tuple) else (x,)
+    n = len(arrays[0])
+    if n < 3:
+        return [math.nan, math.nan]
+    vals = []
+    for _ in range(reps):
+        i = rng.integers(0, n, n)
+        v = stat(*(a[i] for a in arrays))
+        if np.isfinite(v):
+            vals.append(v)
+    return [float(v) for v in np.percentile(vals, [2.5, 97.5])] if vals else [math.nan, math.nan]
+
+
+def _spearman(x, y) -> float:
+    if len(set(np.round(x, 12))) < 2 or len(set(np.round(y, 12))) < 2:
+        return math.nan
+    return float(stats.spearmanr(x, y)[0])
+
+
+def table_statistics(rows: list) -> dict:
+    """Q1 in its sharp form on the valid programs: LLC / (rank/2), LLC vs rank/2, descriptors, SelectorWidth."""
+    valid = [r for r in rows if r["valid"]]
+    out: dict = {"num_valid": len(valid), "valid_programs": [r["program"] for r in valid]}
+    if len(valid) < 3:
+        out["note"] = "fewer than 3 valid programs: no statistics"
+        return out
+    llc = np.array([r["base"]["llc_mean"] for r in valid])
+    half = np.array([r["base"]["bounds"]["half_rank"] for r in valid])
+    ratio = llc / half
+    out["ratio_llc_over_half_rank"] = {"mean": float(ratio.mean()), "ci95": bootstrap_ci(ratio, np.mean),
+                                       "min": float(ratio.min()), "max": float(ratio.max())}
+    out["spearman_llc_vs_half_rank"] = {"rho": _spearman(half, llc), "ci95": bootstrap_ci((half, llc), _spearman)}
+    resid = llc - half
+    out["llc_minus_half_rank"] = {"mean": float(resid.mean()), "ci95": bootstrap_ci(resid, np.mean)}
+    out["spearman_with_descriptors"] = {}
+    for d in DESCRIPTORS:
+        x = np.array([r["descriptors"][d] for r in valid], dtype=float)
+        out["spearman_with_descriptors"][d] = {
+            "llc": {"rho": _spearman(x, llc), "ci95": bootstrap_ci((x, llc), _spearman)},
+            "llc_over_half_rank": {"rho": _spearman(x, ratio), "ci95": bootstrap_ci((x, ratio), _spearman)}}
+    sw = np.array([r["descriptors"]["selector_width"] > 0 for r in valid])
+    if sw.sum() >= 2 and (~sw).sum() >= 2:
+        test = stats.mannwhitneyu(ratio[sw], ratio[~sw], alternative="two-sided")
+        out["selector_width"] = {"n_with": int(sw.sum()), "n_without": int((~sw).sum()),
+                                 "ratio_with": float(np.median(ratio[sw])), "ratio_without": float(np.median(ratio[~sw])),
+                                 "mannwhitney_p": float(test.pvalue)}
+    else:
+        out["selector_width"] = {"n_with": int(sw.sum()), "n_without": int((~sw).sum()),
+                                 "note": "too few valid programs on one side for a test"}
     return out
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if not math.isfinite(v) else (f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}")
-    return str(v)
+def ladder_statistics(rungs: list) -> dict:
+    """Per ladder: per rung the mean LLC over seeds with a t interval, and trend tests over all valid draws."""
+    out = {}
+    for ladder in dict.fromkeys(r["ladder"] for r in rungs):
+        rs = [r for r in rungs if r["ladder"] == ladder]
+        per_rung = []
+        for k in sorted({r["rung"] for r in rs}):
+            at = [r for r in rs if r["rung"] == k]
+            ok = [r for r in at if r["trustworthy"]]
+            vals = np.array([r["llc_mean"] for r in ok])
+            half = at[0]["bounds"]["half_rank"]
+            mean = float(vals.mean()) if len(vals) else math.nan
+            ci = (float(stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals)))
+                  if len(vals) > 1 else math.nan)
+            per_rung.append({"rung": k, "knob": at[0]["knob"], "program": at[0]["program"], "seeds": len(at),
+                             "valid_seeds": len(ok), "llc_mean": mean, "ci95_halfwidth": ci, "half_rank": half,
+                             "effective_half_rank": at[0]["bounds"]["effective_half_rank"],
+                             "num_params": at[0]["descriptors"]["num_params"]})
+        ok = [r for r in rs if r["trustworthy"]]
+        trend = {"n": len(ok)}
+        if len({r["rung"] for r in ok}) >= 3:
+            x = np.array([r["rung"] for r in ok], dtype=float)
+            y = np.array([r["llc_mean"] for r in ok])
+            ratio = y / np.array([r["bounds"]["half_rank"] for r in ok])
+            res = stats.spearmanr(x, y)
+            trend.update(spearman_llc=float(res[0]), p_llc=float(res[1]),
+                         spearman_ratio=float(stats.spearmanr(x, ratio)[0]),
+                         p_ratio=float(stats.spearmanr(x, ratio)[1]))
+        out[ladder] = {"rungs": per_rung, "trend": trend}
+    return out
 
 
-def write_tables(out_dir: Path, table: list[dict]) -> None:
-    with open(out_dir / "llc_table.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+def write_csv(path: Path, rows: list) -> None:
+    if not rows:
+        path.write_text("")
+        return
+    keys = list(rows[0])
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
-        w.writerows(table)
-    cols = ("program", "llc_mean", "llc_std", "step_size", "nbeta", "num_params", "num_nonzero", "layers", "heads",
-            "acceptance", "llc_no_embed", "llc_common")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in table]
-    (out_dir / "llc_table.md").write_text("\n".join(lines) + "\n")
+        w.writerows(rows)
 
 
-def _errorbar_grid(table, path, title):
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6.5))
-    for ax, desc in zip(axes.flat, DESCRIPTORS):
-        for r in table:
-            if math.isfinite(r["llc_mean"]):
-                ax.errorbar(r[desc], r["llc_mean"], yerr=r["llc_std"], fmt="o", ms=4, capsize=2)
-                ax.annotate(r["program"], (r[desc], r["llc_mean"]), fontsize=5, xytext=(2, 2),
-                            textcoords="offset points")
-        ax.set_xlabel(desc.replace("_", " ") + " (count)")
-        ax.set_ylabel("LLC (mean ± std, chains × seeds)")
-        if desc in ("num_params", "num_nonzero", "mlp_width"):
-            ax.set_xscale("log")
-    axes.flat[-1].axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def table_rows(rows: list) -> list:
+    """CSV rows: the validity table plus the descriptors."""
+    out = []
+    for r in rows:
+        t = table_row(r)
+        d = r.get("descriptors", {})
+        t.update({k: d.get(k, "") for k in DESCRIPTORS + ("selector_width",)})
+        out.append(t)
+    return out
 
 
-def _sweep_figure(sweeps, path, title):
-    fams = sorted({s["family"] for s in sweeps})
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.5 * len(fams), 3.6), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        pts = [(s["descriptors"]["num_params"], *_pooled(s.get("all")), s["program"], s["step_size"])
-               for s in sweeps if s["family"] == fam]
-        for x, m, sd, name, eps in pts:
-            ax.errorbar(x, m, yerr=sd, fmt="o", capsize=3)
-            ax.annotate(f"{name}\neps={eps:g}", (x, m), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters of the compiled model (count)")
-        ax.set_ylabel("LLC (mean ± std)")
-        ax.set_title(fam, fontsize=9)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _small_multiples(items, path, title, draw):
-    k = len(items)
-    cols = min(6, k)
-    rows_ = -(-k // cols)
-    fig, axes = plt.subplots(rows_, cols, figsize=(2.8 * cols, 2.4 * rows_), squeeze=False)
-    for ax, item in zip(axes.flat, items):
-        draw(ax, item)
-    for ax in list(axes.flat)[k:]:
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _draw_trace(ax, p):
-    tr = np.array((p.get("all") or {}).get("trace") or [[np.nan]])
-    ax.plot(tr.T, lw=0.6)
-    ax.set_title(f"{p['program']} eps={p['step_size']:g}", fontsize=7)
-    ax.set_xlabel("step", fontsize=6)
-    ax.tick_params(labelsize=5)
-
-
-def _draw_calibration(ax, p):
-    ok = [r for r in p["calibration"] if not r["diverged"]]
-    ax.errorbar([r["step_size"] for r in ok], [r["llc_mean"] for r in ok], yerr=[r["llc_std"] for r in ok],
-                marker="o", ms=3, capsize=2)
-    bad = [r["step_size"] for r in p["calibration"] if r["diverged"]]
-    if bad:
-        ax.scatter(bad, [0] * len(bad), marker="x", color="red")
-    if math.isfinite(p["step_size"]):
-        ax.axvline(p["step_size"], color="k", ls=":", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_title(p["program"], fontsize=7)
-    ax.set_xlabel("step size", fontsize=6)
-    ax.tick_params(labelsize=5)
-
-
-def write_all(out_dir: Path, programs, commons, sweeps, checks, common_step, cfg) -> dict:
-    st = cfg.settings
-    table = rows(programs, commons, common_step, st.base.localization)
-    write_tables(out_dir, table)
-    corr = spearman_table(table)
-    corr_common = spearman_table(table, key="llc_common")
-    hp = (f"teacher loss, gamma={st.base.localization}, nbeta=n/log n, n={st.num_sequences}, batch {st.base.batch_size}, "
-          f"{st.base.num_chains} chains x {st.base.num_draws} draws (burn-in {st.base.num_burnin}), seeds {st.seeds}")
-    _errorbar_grid(table, out_dir / "llc_vs_descriptors.png", f"LLC vs descriptors, per-program calibrated eps; {hp}")
-    if sweeps:
-        _sweep_figure(sweeps, out_dir / "size_sweeps.png", f"same algorithm, bigger model; {hp}")
-    _small_multiples(programs, out_dir / "loss_traces.png", f"loss traces (seed 0, all chains); {hp}", _draw_trace)
-    _small_multiples(programs, out_dir / "calibration.png",
-                     "calibration: LLC vs step size (x: diverged; dotted: chosen)", _draw_calibration)
-    metrics = {
-        "programs": {r["program"]: {"llc/mean": r["llc_mean"], "llc/std": r["llc_std"], **r} for r in table},
-        "spearman_calibrated": corr, "spearman_common": corr_common, "common_step_size": common_step,
-        "checks": checks,
-        "sweeps": [{"program": s["program"], "family": s["family"], "size": s["size"], "step_size": s["step_size"],
-                    "num_params": s["descriptors"]["num_params"],
-                    **dict(zip(("llc/mean", "llc/std"), _pooled(s.get("all"))))} for s in sweeps],
-        "calibration": {p["program"]: p["calibration"] for p in programs},
-        "step_reductions": {p["program"]: p.get("step_reductions", []) for p in programs},
-    }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    (out_dir / "README.md").write_text(readme(table, corr, corr_common, {**metrics, "_programs": programs}, hp))
-    return metrics
-
-
-def readme(table, corr, corr_common, metrics, hp) -> str:
-    """Plain-words summary; every number is computed from this run."""
-    ok = [r for r in table if math.isfinite(r["llc_mean"])]
-    lines = ["# Research question 1: does the LLC track the complexity of the compiled algorithm?", "",
-             f"Settings: {hp}. Step size calibrated per program on a log grid (rule in `metrics.json`); "
-             f"common step size {metrics['common_step_size']:g}. Generated by `studies/complexity.py`.",
-             "", "## Table", "", Path("llc_table.md").name + " (same numbers as `llc_table.csv`):", ""]
-    cols = ("program", "llc_mean", "llc_std", "step_size", "calibration_flat", "num_params", "num_nonzero",
-            "acceptance", "llc_no_embed", "llc_common")
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in table]
-    lines += ["", "## Spearman rank correlation of the LLC with each descriptor", "",
-              "| descriptor | rho (calibrated eps) | 95% bootstrap CI | rho (common eps) | 95% CI |", "|---|---|---|---|---|"]
-    for d in DESCRIPTORS:
-        a, b = corr[d], corr_common[d]
-        lines.append(f"| {d} | {_fmt(a['rho'])} | [{_fmt(a['ci95'][0])}, {_fmt(a['ci95'][1])}] | {_fmt(b['rho'])} | "
-                     f"[{_fmt(b['ci95'][0])}, {_fmt(b['ci95'][1])}] |")
-    best = max(DESCRIPTORS, key=lambda d: abs(corr[d]["rho"]) if math.isfinite(corr[d]["rho"]) else -1)
-    failed = [r["program"] for r in table if not math.isfinite(r["llc_mean"])]
-    ratio = [r["llc_mean"] / r["half_params"] for r in ok]
-    not_flat = [r["program"] for r in table if not r["calibration_flat"]]
-    lines += ["", "## What was found", "",
-              f"- Calibration found a flat region (LLC stable across neighbouring step sizes) for "
-              f"{len(table) - len(not_flat)} of {len(table)} programs"
-              + (f"; not for {', '.join(not_flat)}: their estimates depend on the step size and are lower "
-                 "bounds at best (chains not equilibrated) or biased upward (acceptance below 0.9)." if not_flat
-                 else "."),
-              "- Localization gamma = 1000 (see `complexity.py`): with gamma = 1 the degenerate directions of "
-              "compiled weights never equilibrate within an affordable chain and the estimate grows with the chain "
-              "length. All numbers here are at gamma = 1000 and are comparable only at that localization.",
-              f"- {len(ok)} of {len(table)} programs gave an estimate at their calibrated step size"
-              + (f"; no stable step size was found for {', '.join(failed)}." if failed else "."),
-              f"- The descriptor with the strongest rank correlation is `{best}` (rho = {_fmt(corr[best]['rho'])}, "
-              f"95% CI [{_fmt(corr[best]['ci95'][0])}, {_fmt(corr[best]['ci95'][1])}]). With about "
-              f"{len(ok)} programs the intervals are wide: read them before the point estimates.",
-              f"- Every estimate is far below d/2 of the sampled parameters: LLC / (d/2) ranges from "
-              f"{_fmt(min(ratio) if ratio else math.nan)} to {_fmt(max(ratio) if ratio else math.nan)}, as expected "
-              "for compiled weights, which are highly degenerate (most parameters are exactly zero and unused).",
-              "- Calibrated step sizes differ by orders of magnitude between programs (see `calibration.png`): "
-              "programs whose discretising MLPs follow a SelectorWidth or numerical mean are far stiffer. Numbers at "
-              "different step sizes are not directly comparable; the common-step column compares all programs at "
-              "the one step size stable for all, at the price of under-equilibrated chains for the easy programs.",
-              ]
-    chk = metrics["checks"]
-    for name, r in chk.get("rescaling", {}).items():
-        if "diverged" in r:
-            lines.append(f"- Loss-rescaling check on {name}: diverged ({r['diverged']})")
+def figure_bounds(rows: list, path: Path, title: str) -> None:
+    """LLC against rank/2 with the d/2 ceiling: filled = valid, hollow = invalid (with its error bar)."""
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for r in rows:
+        if "base" not in r:
             continue
-        lines.append(f"- Loss-rescaling check on {name}: LLC {_fmt(r['loss_x1'])} with the loss, "
-                     f"{_fmt(r['loss_x10_nbeta_div10'])} with 10x the loss and nbeta/10 (relative difference "
-                     f"{_fmt(r['rel_diff'])}).")
-    if chk.get("dtype") and all("llc_mean" in v for v in chk["dtype"].values()):
-        d = chk["dtype"]
-        lines.append(f"- float32 vs float64 on fractok: {_fmt(d['float32']['llc_mean'])} ± "
-                     f"{_fmt(d['float32']['llc_std'])} vs {_fmt(d['float64']['llc_mean'])} ± "
-                     f"{_fmt(d['float64']['llc_std'])}.")
-    reduced = {p["program"]: len(p.get("step_reductions", [])) for p in metrics.get("_programs", [])}
-    reduced = {k: v for k, v in reduced.items() if v}
-    if reduced:
-        lines.append("- Step size reduced after a full run diverged or had an exploding chain: "
-                     + ", ".join(f"{k} ({v}x)" for k, v in reduced.items()) + ".")
-    below = [r["program"] for r in ok if r["frac_below_init"] > 0.05]
-    lines.append("- Draws below the initial loss: " + (f"more than 5% for {', '.join(below)} (w* may not be a "
-                 "strict local minimum there, or the chain is too hot)." if below else
-                 "under 5% for every program (the teacher loss is 0 at w*, so no draw can be below it)."))
-    lines += ["", "## Figures", "", "- `llc_vs_descriptors.png`, `size_sweeps.png`, `loss_traces.png`, "
-              "`calibration.png`.", ""]
-    return "\n".join(lines)
+        b, llc = r["base"]["bounds"], r["base"]["llc_mean"]
+        face = "C0" if r["valid"] else "none"
+        ax.errorbar(b["half_rank"], llc, yerr=r["base"]["llc_std"], fmt="o", mfc=face, mec="C0", ecolor="C0",
+                    capsize=2)
+        ax.annotate(r["program"], (b["half_rank"], llc), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    lim = [1, max([r["base"]["bounds"]["half_rank"] for r in rows if "base" in r] + [2]) * 1.5]
+    ax.plot(lim, lim, "k--", lw=0.8, label="LLC = rank/2 (quadratic part)")
+    ax.plot(lim, [0.85 * v for v in lim], "k:", lw=0.8, label="0.85 x rank/2 (validity floor)")
+    ax.set(xscale="log", yscale="log", xlabel="rank(H)/2 at w*", ylabel="LLC estimate (mean +- sd over chains)",
+           title=title)
+    ax.legend(fontsize=8, title="filled: valid, hollow: invalid", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure_ladders(lad: dict, path: Path, title: str) -> None:
+    """One panel per ladder: LLC (mean, 95% CI over valid seeds) and rank/2 against the knob."""
+    names = list(lad)
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.6 * max(len(names), 1), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rs = lad[name]["rungs"]
+        x = np.arange(len(rs))
+        ax.errorbar(x, [r["llc_mean"] for r in rs], yerr=[r["ci95_halfwidth"] for r in rs], fmt="o-", capsize=3,
+                    label="LLC (valid seeds)")
+        ax.plot(x, [r["half_rank"] for r in rs], "s--", color="gray", label="rank/2")
+        for xi, r in zip(x, rs):
+            ax.annotate(f"{r['valid_seeds']}/{r['seeds']}", (xi, r["half_rank"]), fontsize=6, xytext=(2, -9),
+                        textcoords="offset points")
+        ax.set_xticks(x, [str(r["knob"]) for r in rs], fontsize=7)
+        t = lad[name]["trend"]
+        rho = f"rho={t['spearman_llc']:.2f}, p={t['p_llc']:.2g}" if "spearman_llc" in t else "too few valid"
+        ax.set(title=f"{name}\n{rho}", xlabel="knob", ylabel="LLC")
+        ax.title.set_fontsize(8)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure_sharpness(rows: list, path: Path, title: str) -> None:
+    """Per knob: LLC and rank/2 against the knob value, one line per program (hollow = flagged)."""
+    rows = [r for r in rows if r.get("estimated")]
+    if not rows:
+        return
+    knobs = list(dict.fromkeys(r["knob"] for r in rows))
+    fig, axes = plt.subplots(1, max(len(knobs), 1), figsize=(5 * max(len(knobs), 1), 3.8), squeeze=False)
+    for ax, knob in zip(axes[0], knobs):
+        for i, prog in enumerate(dict.fromkeys(r["program"] for r in rows if r["knob"] == knob)):
+            rs = sorted([r for r in rows if r["knob"] == knob and r["program"] == prog and r.get("estimated")],
+                        key=lambda r: r["value"])
+            if not rs:
+                continue
+            x = [r["value"] for r in rs]
+            ax.plot(x, [r["llc_mean"] for r in rs], "-", color=f"C{i}", label=prog)
+            for r in rs:
+                ax.errorbar(r["value"], r["llc_mean"], yerr=r["llc_std"], fmt="o", color=f"C{i}",
+                            mfc=f"C{i}" if r["trustworthy"] else "none", capsize=2)
+            ax.plot(x, [r["bounds"]["half_rank"] for r in rs], ":", color=f"C{i}")
+        values = [r["value"] for r in rows if r["knob"] == knob]
+        if min(values) > 0:
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=min([v for v in values if v > 0] or [1.0]))
+        ax.set(xlabel=knob, ylabel="LLC (solid), rank/2 (dotted)", title=f"{knob} (hollow: flagged)")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def figure_traces(rows: list, path: Path, title: str) -> None:
+    """devinterp-style diagnostics: per program, per-chain nbeta x (loss - L(w*)) over the draws."""
+    items = [r for r in rows if r.get("trace")]
+    if not items:
+        return
+    cols = 4
+    nrow = math.ceil(len(items) / cols)
+    fig, axes = plt.subplots(nrow, cols, figsize=(3.2 * cols, 2.4 * nrow), squeeze=False)
+    for ax, r in zip(axes.flat, items):
+        tr = np.asarray(r["trace"]) * r["base"]["nbeta"]
+        for c in tr:
+            ax.plot(c, lw=0.6)
+        ax.set_title(f"{r['program']} ({'valid' if r['valid'] else 'invalid'}) acc "
+                     f"{r['base']['acceptance']:.2f}", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(items):]:
+        ax.axis("off")
+    fig.suptitle(title + "  (y: nbeta x (draw loss - L(w*)), x: draw; burn-in and warm-up excluded)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

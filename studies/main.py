@@ -26,17 +26,34 @@ EXPERIMENTS = {
 }
 
 
+def selected(value) -> list:
+    """The experiments an `LLC_EXPERIMENTS` value names (None: all, in order).
+
+    Raises:
+        ValueError: an unknown name, a repeated one, or a value that names none (e.g. "," or "").
+    """
+    if value is None:
+        return list(EXPERIMENTS)
+    chosen = [e.strip() for e in value.split(",") if e.strip()]
+    if not chosen:
+        raise ValueError(f"LLC_EXPERIMENTS={value!r} names no experiment; choose from {list(EXPERIMENTS)} "
+                         "(or unset it to run all)")
+    unknown = sorted(set(chosen) - set(EXPERIMENTS))
+    if unknown:
+        raise ValueError(f"unknown experiments {unknown} in LLC_EXPERIMENTS; choose from {list(EXPERIMENTS)}")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"LLC_EXPERIMENTS={value!r} names an experiment twice")
+    return chosen
+
+
 def main() -> None:
     """Runs the experiments `LLC_EXPERIMENTS` names (default: all, in order).
 
     Raises:
-        ValueError: an unknown experiment name.
+        ValueError: an unknown experiment name, or a selection that names none.
     """
     torch.set_num_threads(1)
-    chosen = [e.strip() for e in os.environ.get("LLC_EXPERIMENTS", ",".join(EXPERIMENTS)).split(",") if e.strip()]
-    unknown = sorted(set(chosen) - set(EXPERIMENTS))
-    if unknown:
-        raise ValueError(f"unknown experiments {unknown}; choose from {list(EXPERIMENTS)}")
+    chosen = selected(os.environ.get("LLC_EXPERIMENTS"))
     for name in chosen:
         t0 = time.time()
         print(f"=== {name} (scale {scale()!r}) -> {results_root() / name}", flush=True)

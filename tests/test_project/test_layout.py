@@ -148,3 +148,18 @@ def test_main_job_smoke(tmp_path):
                                "num_params")
     assert (tmp_path / "complexity" / "llc_vs_descriptors.png").stat().st_size > 0
     assert (tmp_path / "grokking" / "grokking_llc.png").exists() and (tmp_path / "ablations" / "fractok.csv").exists()
+
+
+@pytest.mark.parametrize("value", [",", "", " , ", "complexity,nope", "grokking,grokking"])
+def test_main_job_refuses_selections_that_run_nothing_or_nonsense(value):
+    from studies.main import selected
+
+    with pytest.raises(ValueError, match="LLC_EXPERIMENTS"):
+        selected(value)
+
+
+def test_main_job_selection():
+    from studies.main import EXPERIMENTS, selected
+
+    assert selected(None) == list(EXPERIMENTS)
+    assert selected(" ablations , complexity") == ["ablations", "complexity"]
