@@ -1,4 +1,13 @@
-"""Training with checkpoints, then the LLC at every checkpoint with one fixed, calibrated sampler setting."""
+"""Training with checkpoints; the losses the LLC is measured under; the LLC at every checkpoint.
+
+The LLC is only meaningful at a local minimum of the loss it uses. Training with Adam and L2 weight decay `wd`
+(`optimizer="adam"`: `wd * w` added to the gradient) makes the *regularised* training loss
+L(w) + (wd / 2) |w|^2 the loss whose stationary points the optimiser seeks, and unlike cross-entropy alone it has a
+minimum at finite weights. `regularised` builds that loss for the estimator (the model wrapped in
+`WithSquaredNorm`), `grad_norm` measures how close a checkpoint is to its minimum, and `polish` finishes training
+with full-batch L-BFGS so the final weights are a minimum to within a stated gradient norm. (AdamW's decoupled
+decay has no such loss: its fixed points are not minima of L + c |w|^2.)
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import copy
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from llc_estim import SGLDConfig, SGLDDivergenceError, calibrate, estimate_llc
+from llc_estim import LLCWarning, SGLDConfig, SGLDDivergenceError, calibrate, estimate_llc
 
 Batch = tuple
 
@@ -37,6 +47,15 @@ class TrainConfig:
         """`count` checkpoint steps spread evenly over training, the last at `steps`."""
         return tuple(sorted({max(1, round(steps * (i + 1) / count)) for i in range(count)}))
 
+    @staticmethod
+    def log_and_even(steps: int, n_log: int, n_even: int, first: int = 10, extra: tuple = ()) -> tuple:
+        """Dense where learning is fast: `n_log` steps log-spaced from `first` to `steps`, merged with `n_even`
+        evenly spaced ones (so late, slow changes are also seen at a regular spacing), plus `extra` steps."""
+        even = set(TrainConfig.evenly(steps, n_even)) if n_even else set()
+        log = {int(round(v)) for v in (np.geomspace(first, steps, n_log) if n_log > 0 else [])}
+        log = {v for v in log if not any(abs(v - e) <= 0.05 * e for e in even)}  # no near-duplicates
+        return tuple(sorted(log | even | {int(e) for e in extra if 0 < e <= steps}))
+
 
 @dataclasses.dataclass
 class Task:
@@ -47,14 +66,23 @@ class Task:
     majority_baseline: Callable[[Batch], float]
 
 
-def sequence_task(numerical: bool, tol: float = 0.02) -> Task:
-    """Per-position labels with a mask: cross-entropy on logits, or MSE on the scalar channel."""
+def sequence_task(numerical: bool, tol: float = 0.02, loss_kind: str = "ce") -> Task:
+    """Per-position labels with a mask: cross-entropy on logits (`loss_kind="ce"`) or the mean squared distance
+    between the outputs and the one-hot labels (`"mse_onehot"`, a loss that has a minimum at finite weights and
+    is zero at a compiled model's readout), or MSE on the scalar channel for numerical labels."""
+    if loss_kind not in ("ce", "mse_onehot"):
+        raise ValueError(f"loss_kind must be 'ce' or 'mse_onehot', got {loss_kind!r}")
 
     def loss(model, batch):
         ids, y, mask = batch
         out = model(ids)
         if numerical:
             d = (out[..., 0] - y) ** 2
+            return (d * mask).sum() / mask.sum()
+        if loss_kind == "mse_onehot":
+            onehot = nn.functional.one_hot(torch.where(mask, y, 0), out.shape[-1]).to(out.dtype)
+            d = ((out - onehot) ** 2).sum(-1)
+            mask = mask.to(d.dtype)
             return (d * mask).sum() / mask.sum()
         # no boolean indexing: the sampler vmaps this loss over chains
         ce = nn.functional.cross_entropy(out.flatten(0, 1), torch.where(mask, y, 0).flatten(), reduction="none")
@@ -163,23 +191,197 @@ def train(model: nn.Module, task: Task, train_data: Batch, val_data: Batch, cfg:
     return hist
 
 
+class WithSquaredNorm(nn.Module):
+    """`forward(*args) -> (inner(*args), sum of the squares of all inner parameters)`.
+
+    The estimator substitutes parameters only in calls (`torch.func.functional_call`), so a loss that needs |w|^2
+    must get it from the forward pass; `regularised` unpacks it.
+    """
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args):
+        return self.inner(*args), sum((p ** 2).sum() for p in self.inner.parameters())
+
+
+def regularised(task_loss: Callable, weight_decay: float) -> Callable:
+    """loss_fn(wrapped, batch) = task_loss + (weight_decay / 2) |w|^2 for a `WithSquaredNorm` model: the loss whose
+    minimum Adam with L2 weight decay seeks."""
+
+    def loss(model, batch):
+        box = {}
+
+        def call(*args):
+            out, sq = model(*args)
+            box["sq"] = sq
+            return out
+
+        value = task_loss(call, batch)
+        return value + 0.5 * weight_decay * box["sq"]
+
+    return loss
+
+
+def outputs_only(model) -> Callable:
+    """A callable giving a model's outputs alone: a `WithSquaredNorm` model's (outputs, |w|^2) is unpacked (for
+    accuracies and unregularised task losses; works on the estimator's functional models too)."""
+
+    def call(*args):
+        out = model(*args)
+        return out[0] if isinstance(out, tuple) else out
+
+    return call
+
+
+def unregularised(task_loss: Callable) -> Callable:
+    """loss_fn(model, batch) = task_loss on the outputs alone (for a `WithSquaredNorm` model)."""
+    return lambda model, batch: task_loss(outputs_only(model), batch)
+
+
+def grad_norm(model: nn.Module, loss_fn: Callable, data: Batch) -> float:
+    """Euclidean norm of the full-batch gradient of `loss_fn(model, data)` over all parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(model, data), params)
+    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads)))
+
+
+def polish(model: nn.Module, loss_fn: Callable, data: Batch, max_iter: int = 500, tol: float = 1e-9) -> dict:
+    """Full-batch L-BFGS (strong Wolfe line search) on `loss_fn`, in place, until the gradient norm is below `tol`
+    or `max_iter` iterations: the end of training, so the weights are a minimum of the loss the LLC uses.
+
+    Returns {"grad_norm_before", "grad_norm_after", "loss_before", "loss_after", "iterations"}.
+    """
+    before = grad_norm(model, loss_fn, data)
+    with torch.no_grad():
+        loss0 = float(loss_fn(model, data))
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=tol,
+                            tolerance_change=1e-16, history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        value = loss_fn(model, data)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    with torch.no_grad():
+        loss1 = float(loss_fn(model, data))
+    return {"grad_norm_before": before, "grad_norm_after": grad_norm(model, loss_fn, data), "loss_before": loss0,
+            "loss_after": loss1, "iterations": int(opt.state[opt._params[0]].get("n_iter", 0))}
+
+
+def hutchinson_trace(model: nn.Module, loss_fn: Callable, data: Batch, probes: int = 64, seed: int = 0) -> dict:
+    """Hutchinson estimate of the Hessian trace of `loss_fn` at the model's weights (Rademacher probes).
+
+    Returns {"trace", "se" (standard error over probes), "probes"}.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    g = torch.Generator().manual_seed(seed)
+    loss = loss_fn(model, data)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    vals = []
+    for _ in range(probes):
+        vs = [(torch.randint(0, 2, p.shape, generator=g) * 2 - 1).to(p.dtype) for p in params]
+        hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
+        vals.append(float(sum((h * v).sum() for h, v in zip(hv, vs))))
+    vals = np.asarray(vals)
+    return {"trace": float(vals.mean()), "se": float(vals.std(ddof=1) / math.sqrt(len(vals))), "probes": probes}
+
+
+def weight_norm(model: nn.Module) -> float:
+    """|w|, the Euclidean norm of all parameters."""
+    return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters())))
+
+
+def summarize_result(res) -> dict:
+    """The numbers and the verdict of one `LLCResult`, JSON-friendly."""
+    d = res.diagnostics
+    return {"llc_mean": res.llc_mean, "llc_std": res.llc_std, "llc_per_chain": res.llc_per_chain.tolist(),
+            "trustworthy": bool(res.trustworthy), "warnings": list(d.get("warnings", [])),
+            "acceptance": d.get("mala_acceptance", math.nan), "rhat": d.get("rhat_loss", math.nan),
+            "frac_below_init": d.get("frac_below_init_loss", math.nan),
+            "draw_metric_min": d.get("draw_metric_min", math.nan), "draw_metric_mean": d.get("draw_metric_mean", math.nan),
+            "init_loss": res.init_loss, "nbeta": res.nbeta, "step_size": res.config.step_size}
+
+
 def llc_curve(model: nn.Module, task: Task, train_data: Batch, hist: History, sgld: SGLDConfig,
-              progress: bool = True) -> dict:
-    """The LLC at every checkpoint on training data, with one fixed setting. Divergences are recorded as NaN."""
+              progress: bool = True, loss_fn: Optional[Callable] = None, dtype: Optional[torch.dtype] = None,
+              draw_metric_floor: Optional[float] = None, grad_loss: Optional[Callable] = None) -> dict:
+    """The LLC at every checkpoint on training data, with one fixed setting, each with its verdict.
+
+    Args:
+        loss_fn: the loss the LLC uses (default `task.loss`); with a `WithSquaredNorm` model, e.g. `regularised`.
+        dtype: estimate in this dtype (e.g. torch.float64); the checkpoints are converted.
+        draw_metric_floor: when given, the train accuracy of the draws is tracked and a draw whose accuracy falls
+            more than this below the checkpoint's own flags the estimate (the draws left its basin).
+        grad_loss: when given, the full-batch gradient norm of this loss at every checkpoint is recorded
+            (how far the checkpoint is from a minimum of the loss the LLC uses).
+
+    Divergences are recorded as NaN with the reason. Returns lists over checkpoints: llc_mean, llc_std,
+    llc_per_chain, acceptance, trustworthy, warnings, draw_acc_min, train_acc (at w*), grad_norm.
+    """
     from torch.utils.data import TensorDataset
 
+    loss_fn = loss_fn or task.loss
     data = TensorDataset(*train_data)
     probe = copy.deepcopy(model)
-    means, stds, chains, acc = [], [], [], []
+    if dtype is not None:
+        probe = probe.to(dtype)
+    cast = _caster(dtype)
+    out = {k: [] for k in ("llc_mean", "llc_std", "llc_per_chain", "acceptance", "trustworthy", "warnings",
+                           "draw_acc_min", "train_acc", "grad_norm")}
     for state in tqdm(hist.states, disable=not progress, desc="LLC", leave=False):
-        probe.load_state_dict(state)
+        _load(probe, state, dtype)
+        acc0 = task.accuracy(outputs_only(probe), cast(train_data))
+        cfg = sgld
+        if draw_metric_floor is not None:
+            cfg = dataclasses.replace(sgld, draw_metric=_accuracy_metric(task, cast(train_data)),
+                                      thresholds=dataclasses.replace(sgld.thresholds,
+                                                                     draw_metric_min=acc0 - draw_metric_floor))
+        out["train_acc"].append(acc0)
+        out["grad_norm"].append(grad_norm(probe, grad_loss, cast(train_data)) if grad_loss else math.nan)
         try:
-            res = estimate_llc(probe, data, task.loss, sgld)
-            means.append(res.llc_mean), stds.append(res.llc_std), chains.append(res.llc_per_chain.tolist())
-            acc.append(res.diagnostics["mala_acceptance"])
-        except SGLDDivergenceError:
-            means.append(math.nan), stds.append(math.nan), chains.append([]), acc.append(math.nan)
-    return {"llc_mean": means, "llc_std": stds, "llc_per_chain": chains, "acceptance": acc}
+            with warnings.catch_warnings():  # the verdict is recorded with the number
+                warnings.simplefilter("ignore", LLCWarning)
+                res = estimate_llc(probe, data if dtype is None else TensorDataset(*cast(train_data)), loss_fn, cfg)
+            s = summarize_result(res)
+            for k in ("llc_mean", "llc_std", "llc_per_chain", "acceptance", "trustworthy", "warnings"):
+                out[k].append(s[k])
+            out["draw_acc_min"].append(s["draw_metric_min"])
+        except SGLDDivergenceError as err:
+            for k, v in (("llc_mean", math.nan), ("llc_std", math.nan), ("llc_per_chain", []),
+                         ("acceptance", math.nan), ("trustworthy", False), ("warnings", [f"diverged: {err}"]),
+                         ("draw_acc_min", math.nan)):
+                out[k].append(v)
+    return out
+
+
+def _caster(dtype):
+    """Converts the floating tensors of a batch to `dtype` (integers, booleans and labels untouched)."""
+    if dtype is None:
+        return lambda batch: batch
+    return lambda batch: tuple(t.to(dtype) if torch.is_floating_point(t) else t for t in batch)
+
+
+def _load(model: nn.Module, state: dict, dtype) -> None:
+    """Loads a checkpoint into `model` (or into the `inner` of a `WithSquaredNorm`), converting to `dtype`."""
+    target = model.inner if isinstance(model, WithSquaredNorm) and not any(k.startswith("inner.") for k in state) \
+        else model
+    target.load_state_dict({k: (v.to(dtype) if dtype is not None and torch.is_floating_point(v) else v)
+                            for k, v in state.items()})
+
+
+class _accuracy_metric:
+    """Draw metric: the task's accuracy of a (possibly wrapped) model on fixed data."""
+
+    def __init__(self, task: Task, data: Batch):
+        self.task, self.data = task, data
+        self.__name__ = "train_accuracy"
+
+    def __call__(self, model) -> float:
+        return self.task.accuracy(outputs_only(model), self.data)
 
 
 def calibrate_on_final(model: nn.Module, task: Task, train_data: Batch, hist: History, base: SGLDConfig,
@@ -191,29 +393,6 @@ def calibrate_on_final(model: nn.Module, task: Task, train_data: Batch, hist: Hi
     probe.load_state_dict(hist.states[-1])
     cal = calibrate(probe, TensorDataset(*train_data), task.loss, base, step_sizes=step_sizes)
     return cal, (cal.recommended or dataclasses.replace(base, step_size=min(step_sizes)))
-
-
-def lead_lag(llc: list, val_loss: list, max_lag: int = 3, perms: int = 2000, seed: int = 0) -> dict:
-    """Cross-correlation of checkpoint-to-checkpoint changes: corr(dLLC[t], dVal[t + lag]).
-
-    A positive lag means the LLC change comes first. Significance: two-sided permutation p-value per lag
-    (the LLC changes shuffled), which ignores autocorrelation and is therefore optimistic.
-    """
-    a, b = np.diff(np.asarray(llc, float)), np.diff(np.asarray(val_loss, float))
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok], b[ok]
-    rng = np.random.default_rng(seed)
-    out = {}
-    for lag in range(-max_lag, max_lag + 1):
-        x, y = (a[: len(a) - lag], b[lag:]) if lag >= 0 else (a[-lag:], b[: len(b) + lag])
-        if len(x) < 4 or x.std() == 0 or y.std() == 0:
-            out[lag] = {"r": math.nan, "p": math.nan, "n": int(len(x))}
-            continue
-        r = float(np.corrcoef(x, y)[0, 1])
-        null = [np.corrcoef(rng.permutation(x), y)[0, 1] for _ in range(perms)]
-        p = float((np.sum(np.abs(null) >= abs(r)) + 1) / (perms + 1))
-        out[lag] = {"r": r, "p": p, "n": int(len(x))}
-    return out
 
 
 def save_history(path: Path, hist: History, extra: dict) -> None:

@@ -1,19 +1,37 @@
-"""Research question 2: train the compiled architectures from scratch and track the LLC at checkpoints.
+"""Research question 2 on the compiled architectures: validation without a validation set, and compiled vs trained.
 
-For each task: the compiled model's architecture (layers, heads, key size, MLP width, residual width) with
-trainable embeddings and readout, trained on disjoint train/validation/test splits. The model must beat the
-majority-class baseline on validation before its LLC curve is read. The LLC uses the training loss on training
-data, one sampler setting calibrated on the final checkpoint and reused for every checkpoint. Writes
-`results/training/<task>/` and `results/training/metrics.json`.
+Three parts, all on models with the compiled program's architecture (layers, heads, key size, MLP width, residual
+width) and trainable embeddings and readout, trained with Adam and L2 weight decay (so the regularised loss
+L + (wd/2)|w|^2 has a minimum), finished with full-batch L-BFGS on that loss so the final weights are a minimum to
+within a reported gradient norm, and measured in float64:
+
+1. **Sweep** (`SweepJob`): training-set sizes x seeds on one program (fractok: cheap and learnable). At the final
+   weights: the train-data LLC (`llc_training.validity.trained_llc`: auto_llc with the draws' accuracy as draw metric,
+   plus plain SGLD at two step sizes, one common nbeta and gamma for every run so the numbers are comparable), and
+   what a practitioner would use instead: the training loss, the weight norm, the Hessian trace (Hutchinson) and
+   LLC / n (the Bayes generalisation-error term). Does each rank the runs by test loss? Spearman's rho with a
+   bootstrap interval over runs.
+2. **Curves** (`CurveJob`): one run per program with log-spaced checkpoints and the LLC (SGLD, regularised loss, a
+   verdict per point) and gradient norm at each; lead-lag of LLC and validation loss within the run (pre-whitened
+   cross-correlation, Holm over lags, and how much the plain correlation moves when one checkpoint is dropped). The
+   final model is saved for the ablation study (`<run>/final_model.pt`).
+3. **Compiled vs trained** under one common loss: the mean over real positions of the squared distance between the
+   model's outputs and the labels (the value for numerical outputs, the one-hot label for categorical ones), which
+   is zero at a compiled model's exact readout, on the same sequences and at the same nbeta and gamma. The trained
+   model is the curve run's final model, fine-tuned by L-BFGS to a minimum of that loss.
+Writes `results/training/`.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 import time
+import warnings
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 
@@ -25,24 +43,81 @@ import torch  # noqa: E402
 from datasets import generators  # noqa: E402
 from datasets.dataloaders import labelled_tensors  # noqa: E402
 from llc_estim import SGLDConfig  # noqa: E402
+from llc_training import leadlag  # noqa: E402
 from llc_training.model import ModelConfig, TrainableTransformer  # noqa: E402
-from llc_training.train import (TrainConfig, calibrate_on_final, lead_lag, llc_curve, save_history,  # noqa: E402
-                                sequence_task, train)
+from llc_training.train import (TrainConfig, WithSquaredNorm, hutchinson_trace, llc_curve, outputs_only,  # noqa: E402
+                                polish, regularised, sequence_task, train, unregularised, weight_norm, grad_norm,
+                                save_history)
+from llc_training.validity import TrainedLLCSettings, trained_llc  # noqa: E402
 from rasp_models import registry  # noqa: E402
 from studies.common import environment, results_root, scale  # noqa: E402
+from studies.runner import run_jobs  # noqa: E402
+from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
+from tracr.haiku_to_pytorch import to_torch  # noqa: E402
+
+PREDICTORS = ("llc", "llc_over_n", "train_loss", "weight_norm", "hessian_trace")
+PREDICTOR_WORDS = {"llc": "train-data LLC", "llc_over_n": "LLC / n", "train_loss": "training loss",
+                   "weight_norm": "weight norm |w|", "hessian_trace": "Hessian trace (training loss)"}
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskRun:
-    """One training run.
+class SweepJob:
+    """One run of the sweep (picklable).
 
     Attributes:
-        name: run name.
-        program: registered program whose architecture and data are used.
-        sizes: train, validation and test set sizes.
-        train: optimiser and checkpoint schedule.
-        sgld: base sampler settings; the step size is calibrated on the final checkpoint.
-        step_grid: step sizes tried by that calibration.
+        program: registered program (a family name when `size` is given).
+        size: ((keyword, value), ...) of `registry.variant(program, **size)`; () for the registered program.
+        n_train: training sequences (the first n of the seed's pool, so a seed's training sets are nested).
+        seed: data pool, initialisation and batch order.
+        pool: (largest n_train, validation, test) sizes of `generators.splits` for this seed.
+        train: optimiser and schedule (Adam with L2 weight decay).
+        polish_iter: L-BFGS iterations at the end.
+        llc: the LLC and its checks (one common nbeta and gamma for every run).
+        trace_probes: Hutchinson probes for the Hessian trace.
+        compare: when given, this run also compares its model with the compiled one (see `compare_compiled`).
+    """
+
+    program: str
+    size: tuple
+    n_train: int
+    seed: int
+    pool: tuple
+    train: TrainConfig
+    polish_iter: int
+    llc: TrainedLLCSettings
+    trace_probes: int
+    compare: Optional["CompareSettings"] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSettings:
+    """Compiled vs trained under the common loss (see the module doc), on the comparing run's training sequences:
+    auto_llc settings for both models, and the L-BFGS iterations that take the trained model to the loss's
+    minimum."""
+
+    nbeta: float
+    localization: float
+    max_steps: int
+    n: int = 256
+    num_chains: int = 4
+    polish_iter: int = 2000
+    acc_drop: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveJob:
+    """One training run with the LLC along training (picklable).
+
+    Attributes:
+        name: run name (folder).
+        program: registered program.
+        sizes: train, validation and test set sizes (`generators.splits` with the training seed).
+        train: optimiser and log-spaced checkpoints.
+        sgld: the curve's sampler (regularised loss, float64); nbeta None means n / log n.
+        acc_drop: the draws' training accuracy may fall at most this far below the checkpoint's.
+        polish_iter: L-BFGS iterations after the last checkpoint.
+        llc: auto_llc checks at the final (polished) weights; None: skipped (e.g. too many parameters).
+        max_lag: cross-correlation lags each way.
     """
 
     name: str
@@ -50,94 +125,288 @@ class TaskRun:
     sizes: tuple
     train: TrainConfig
     sgld: SGLDConfig
-    step_grid: tuple
+    acc_drop: float
+    polish_iter: int
+    llc: Optional[TrainedLLCSettings]
+    max_lag: int = 3
 
 
-def _run(name: str, program: str, *, sizes: tuple, steps: int, checkpoints: int, lr: float, weight_decay: float,
-         chains: int, draws: int, burnin: int, step_grid: tuple, seed: int = 0) -> TaskRun:
-    return TaskRun(name, program, sizes,
-                   TrainConfig(steps=steps, batch_size=64, lr=lr, weight_decay=weight_decay,
-                               checkpoints=TrainConfig.evenly(steps, checkpoints), seed=seed),
-                   SGLDConfig(step_size=1e-5, localization=10.0, num_chains=chains, num_draws=draws, num_burnin=burnin,
-                              batch_size=64, mala_every=10, progress=False), step_grid)
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """One scale of the study."""
+
+    sweep_program: str
+    sweep_variant: tuple
+    sweep_sizes: tuple
+    sweep_seeds: tuple
+    sweep_pool: tuple
+    sweep_train: TrainConfig
+    sweep_llc: TrainedLLCSettings
+    polish_iter: int
+    trace_probes: int
+    curves: tuple
+    compare: Optional[CompareSettings] = None
+    workers: int = 2
+    seed: int = 0
 
 
-_GRID = (1e-6, 1e-5, 1e-4)
-_QUICK = dict(sizes=(2000, 500, 500), steps=3000, checkpoints=15, lr=1e-3, weight_decay=0.01, chains=4, draws=100,
-              burnin=50, step_grid=_GRID)
-_FULL = dict(sizes=(5000, 1000, 1000), steps=10000, checkpoints=40, lr=1e-3, weight_decay=0.01, chains=8, draws=400,
-             burnin=200, step_grid=_GRID)
-PRESETS = {
-    "smoke": (_run("fractok", "fractok", sizes=(64, 32, 32), steps=60, checkpoints=3, lr=3e-3, weight_decay=0.01,
-                   chains=2, draws=10, burnin=5, step_grid=(1e-6, 1e-5)),),
-    "quick": (_run("palindrome", "palindrome", **_QUICK),
-              _run("fractok", "fractok", **_QUICK),
-              _run("peak", "peak", **{**_QUICK, "steps": 1500, "checkpoints": 8, "draws": 60, "burnin": 30}),
-              _run("peak_small_data", "peak", **{**_QUICK, "sizes": (150, 500, 500), "weight_decay": 0.1,
-                                                 "draws": 60, "burnin": 30})),
-    "full": (_run("palindrome", "palindrome", **_FULL),
-             _run("fractok", "fractok", **_FULL),
-             _run("peak", "peak", **{**_FULL, "steps": 6000, "checkpoints": 30, "draws": 300, "burnin": 150}),
-             _run("peak_small_data", "peak", **{**_FULL, "sizes": (150, 1000, 1000), "steps": 20000,
-                                                "weight_decay": 0.1, "draws": 300, "burnin": 150})),
-}
+# --- data and models -------------------------------------------------------------------------------------------
+
+def _data(spec, seqs, compiled, dtype=torch.float32):
+    ids, y, m = labelled_tensors(spec, seqs, compiled)
+    return ids, (y.to(dtype) if spec.numerical else y), m
 
 
-def task_run(name: str, scale_name: str) -> TaskRun:
-    """The run called `name` at a scale; at smoke scale a tiny version of its quick run (for notebooks and tests)."""
-    runs = {r.name: r for r in PRESETS["quick"] + PRESETS["full"]}
-    if name not in runs:
-        raise KeyError(f"unknown training run {name!r}; known: {sorted(runs)}")
-    if scale_name == "smoke":
-        r = runs[name]
-        return dataclasses.replace(r, sizes=(64, 32, 32), train=dataclasses.replace(r.train, steps=40,
-                                   checkpoints=(20, 40)), sgld=dataclasses.replace(r.sgld, num_chains=2, num_draws=10,
-                                                                                  num_burnin=5),
-                                   step_grid=r.step_grid[:2])
-    return {r.name: r for r in PRESETS[scale_name]}[name]
+def _cast64(batch):
+    return tuple(t.double() if torch.is_floating_point(t) else t for t in batch)
 
 
-def run_task(run: TaskRun, out_dir: Path) -> dict:
-    """Trains one model, measures its LLC curve, writes its figure and curves; returns its metrics."""
+class CompiledOutputs(torch.nn.Module):
+    """A converted compiled model whose forward gives its readout (the fixed unembedding of the final residual),
+    so the compiled and the trained models are called alike: ids -> outputs [B, T, n_out]."""
+
+    def __init__(self, compiled_torch):
+        super().__init__()
+        self.inner = compiled_torch
+
+    def forward(self, ids):
+        return self.inner.readout(self.inner(ids))
+
+
+def _quiet_call(fn, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+# --- the sweep -------------------------------------------------------------------------------------------------
+
+def program_spec(program: str, size: tuple = ()):
+    """The registered program, or its variant of the given size (e.g. fractok with 5 letters and length 5)."""
+    return registry.variant(program, **dict(size)) if size else registry.get(program)
+
+
+def run_sweep_job(job: SweepJob) -> dict:
+    """Trains one sweep run, polishes it, and measures the LLC (with its checks) and the alternatives."""
     torch.set_num_threads(1)
-    t0 = time.time()
-    spec = registry.get(run.program)
+    t0, c0 = time.time(), time.process_time()
+    spec = program_spec(job.program, job.size)
     compiled = spec.compile()
-    tr, va, te = generators.splits(spec, run.sizes, seed=run.train.seed)
-    train_data, val_data, test_data = (labelled_tensors(spec, s, compiled) for s in (tr, va, te))
-    if spec.numerical:
-        train_data, val_data, test_data = ((i, y.float(), m) for i, y, m in (train_data, val_data, test_data))
-    model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=run.train.seed)
+    tr, _, te = generators.splits(spec, job.pool, seed=job.seed)
+    train_data, test_data = _data(spec, tr[: job.n_train], compiled), _data(spec, te, compiled)
     task = sequence_task(spec.numerical)
-    hist = train(model, task, train_data, val_data, run.train, progress=False)
-    cal, sgld = calibrate_on_final(model, task, train_data, hist,
-                                   dataclasses.replace(run.sgld, num_draws=max(run.sgld.num_draws // 2, 10)),
-                                   run.step_grid)
-    sgld = dataclasses.replace(run.sgld, step_size=sgld.step_size)
-    curve = llc_curve(model, task, train_data, hist, sgld, progress=False)
-    model.load_state_dict(hist.states[-1])
+    model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=job.seed)
+    cfg = dataclasses.replace(job.train, batch_size=min(job.train.batch_size, job.n_train), seed=job.seed)
+    hist = train(model, task, train_data, test_data, cfg, progress=False)
+    timing = {"train": time.time() - t0}
+    wd = cfg.weight_decay
+    wrapped = WithSquaredNorm(model).double()
+    tr64, te64 = _cast64(train_data), _cast64(test_data)
+    reg, plain = regularised(task.loss, wd), unregularised(task.loss)
+    pol = polish(wrapped, reg, tr64, job.polish_iter)
+    with torch.no_grad():
+        out = {"program": spec.name, "n_train": job.n_train, "seed": job.seed,
+               "train_loss": float(plain(wrapped, tr64)), "test_loss": float(plain(wrapped, te64)),
+               "regularised_loss": float(reg(wrapped, tr64))}
+    out.update(train_acc=task.accuracy(outputs_only(wrapped), tr64),
+               test_acc=task.accuracy(outputs_only(wrapped), te64),
+               majority_baseline_test=task.majority_baseline(test_data), weight_norm=weight_norm(wrapped),
+               polish=pol, num_params=sum(p.numel() for p in model.parameters()),
+               adam_final_train_loss=hist.train_loss[-1], adam_final_test_loss=hist.val_loss[-1])
+    tr_h = hutchinson_trace(wrapped, plain, tr64, job.trace_probes, seed=job.seed)
+    out["hessian_trace"], out["hessian_trace_se"] = tr_h["trace"], tr_h["se"]
+    timing["polish_and_predictors"] = time.time() - t0 - timing["train"]
+    res = _quiet_call(trained_llc, wrapped, task, tr64, reg, job.llc)
+    timing["llc_checks"] = res["seconds"]
+    timing["auto_llc"] = res["auto"]["seconds"]
+    out["llc"], out["llc_std"], out["llc_valid"], out["llc_reasons"] = (res["llc_mean"], res["llc_std"], res["valid"],
+                                                                         res["reasons"])
+    out["llc_over_n"] = res["llc_mean"] / job.n_train
+    out["llc_detail"] = _slim(res)
+    out["grad_norm"] = res["grad_norm"]
+    t1 = time.time()
+    out["compare"] = (compare_compiled(spec, compiled, model, tr[: job.n_train][: job.compare.n], job.compare,
+                                       job.seed) if job.compare is not None else None)
+    timing["compare"] = time.time() - t1
+    out["timing"] = timing
+    out["seconds"], out["cpu_seconds"] = time.time() - t0, time.process_time() - c0
+    return out
+
+
+def _slim(res: dict) -> dict:
+    """A `trained_llc` result without its per-chain lists."""
+    keep = {k: v for k, v in res.items() if k not in ("auto", "sgld")}
+    keep["auto"] = {k: v for k, v in res["auto"].items() if k != "llc_per_chain"}
+    keep["sgld"] = [{k: v for k, v in s.items() if k != "llc_per_chain"} for s in res["sgld"]]
+    return keep
+
+
+def sweep_statistics(rows: list, seed: int = 0) -> dict:
+    """Spearman's rho of each predictor with the test loss across runs, with bootstrap intervals; also over the
+    runs whose LLC is valid only."""
+    test = [r["test_loss"] for r in rows]
+    out = {"all_runs": {}, "valid_llc_runs": {}, "num_runs": len(rows),
+           "num_valid_llc": int(sum(r["llc_valid"] for r in rows))}
+    for name in PREDICTORS:
+        out["all_runs"][name] = leadlag.spearman_ci([r[name] for r in rows], test, seed=seed)
+        valid = [r for r in rows if r["llc_valid"]]
+        out["valid_llc_runs"][name] = leadlag.spearman_ci([r[name] for r in valid], [r["test_loss"] for r in valid],
+                                                          seed=seed)
+    strata = [r["n_train"] for r in rows]
+    out["within_size"] = {name: leadlag.stratified_spearman([r[name] for r in rows], test, strata, seed=seed)
+                          for name in PREDICTORS}
+    return out
+
+
+def plot_sweep(rows: list, stats: dict, cfg: TrainingConfig, path: Path) -> None:
+    """Test loss against each predictor (one colour per training-set size; hollow: LLC flagged), and against n."""
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.2))
+    sizes = sorted({r["n_train"] for r in rows})
+    cmap = plt.get_cmap("viridis")
+    for ax, name in zip(axes.flat, PREDICTORS + ("n_train",)):
+        for k, n in enumerate(sizes):
+            sub = [r for r in rows if r["n_train"] == n]
+            color = cmap(k / max(len(sizes) - 1, 1))
+            x = np.array([r[name] for r in sub], float)
+            y = np.array([r["test_loss"] for r in sub])
+            ok = np.array([r["llc_valid"] for r in sub])
+            if name.startswith("llc"):
+                xerr = np.array([r["llc_std"] for r in sub]) / (n if name == "llc_over_n" else 1)
+            elif name == "hessian_trace":
+                xerr = np.array([r["hessian_trace_se"] for r in sub])
+            else:
+                xerr = None
+            ax.errorbar(x, y, xerr=xerr, fmt="none", ecolor=color, lw=0.8)
+            ax.scatter(x[ok], y[ok], color=color, s=22, label=f"n={n}")
+            ax.scatter(x[~ok], y[~ok], facecolors="none", edgecolors=color, s=22)
+        if name == "n_train":
+            ax.set_title("training-set size (for reference)", fontsize=9)
+            ax.set_xlabel("n_train")
+            ax.set_xscale("log")
+        else:
+            s, w = stats["all_runs"][name], stats["within_size"][name]
+            ax.set_title(f"{PREDICTOR_WORDS[name]}: rho = {fmt(s['rho'], '.2f')} {fmt_ci(s['ci'], '.2f')};\n"
+                         f"within sizes {fmt(w['rho'], '.2f')} {fmt_ci(w['ci'], '.2f')}", fontsize=8)
+            ax.set_xlabel(PREDICTOR_WORDS[name])
+            if name in ("llc_over_n", "train_loss", "hessian_trace"):
+                positive = all(r[name] > 0 for r in rows)
+                ax.set_xscale("log" if positive else "symlog")
+        ax.set_ylabel("test loss (MSE)")
+        ax.set_yscale("log")
+    axes.flat[0].legend(fontsize=7)
+    st = cfg.sweep_llc
+    fig.suptitle(f"{rows[0]['program']}: {len(rows)} runs ({len(sizes)} training-set sizes x {len(cfg.sweep_seeds)} "
+                 f"seeds), Adam L2 wd={cfg.sweep_train.weight_decay:g}, polished by L-BFGS. LLC: auto_llc, "
+                 f"nbeta={st.nbeta:g}, gamma={st.localization:g}, float64; hollow = LLC flagged. Spearman rho with "
+                 "95% bootstrap CI; error bars: std over chains (LLC), Hutchinson s.e. (trace)", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- curves and compiled vs trained ------------------------------------------------------------------------------
+
+def run_curve_job(job: CurveJob, out_dir: str) -> dict:
+    """Trains one run with log-spaced checkpoints, its LLC curve, the final checks, the comparison with the compiled
+    model; writes `out_dir/<name>/` (figure, curves, final model)."""
+    torch.set_num_threads(1)
+    t0, c0 = time.time(), time.process_time()
+    out = Path(out_dir) / job.name
+    spec = registry.get(job.program)
+    compiled = spec.compile()
+    tr, va, te = generators.splits(spec, job.sizes, seed=job.train.seed)
+    train_data, val_data, test_data = (_data(spec, s, compiled) for s in (tr, va, te))
+    task = sequence_task(spec.numerical)
+    model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=job.train.seed)
+    hist = train(model, task, train_data, val_data, job.train, progress=False)
+    wd = job.train.weight_decay
+    reg = regularised(task.loss, wd)
+    nbeta = job.sgld.nbeta
+    curve = _quiet_call(llc_curve, WithSquaredNorm(model), task, train_data, hist, job.sgld, False, reg,
+                        torch.float64, job.acc_drop, reg)
+    wrapped = WithSquaredNorm(model).double()
+    tr64 = _cast64(train_data)
+    pol = polish(wrapped, reg, tr64, job.polish_iter)
     baseline = task.majority_baseline(val_data)
-    learned = hist.val_acc[-1] > baseline + 0.05
-    metrics = {
-        "program": run.program, "num_params": sum(p.numel() for p in model.parameters()),
-        "final_train_acc": hist.train_acc[-1], "final_val_acc": hist.val_acc[-1],
-        "test_acc": task.accuracy(model, test_data), "majority_baseline_val": baseline, "learned": learned,
-        "llc/mean": curve["llc_mean"][-1], "llc/std": curve["llc_std"][-1], "step_size": sgld.step_size,
-        "localization": sgld.localization, "nbeta": run.sizes[0] / math.log(run.sizes[0]),
-        "lead_lag": lead_lag(curve["llc_mean"], hist.val_loss), "calibration": cal.table,
-        "seconds": time.time() - t0,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_history(out_dir / "curves.json", hist, curve)
-    # the final model, for the ablation study (ignored by git: a generated artefact like checkpoints)
-    torch.save({"state": model.state_dict(), "model_config": dataclasses.asdict(model.cfg), "run": run.name,
-                "program": run.program, "sizes": run.sizes, "seed": run.train.seed, "sgld": run.sgld.to_dict(),
-                "step_size": sgld.step_size, "learned": learned}, out_dir / "final_model.pt")
-    _plot(run, hist, curve, metrics, out_dir / "training_llc.png")
-    return metrics
+    val_acc = task.accuracy(outputs_only(wrapped), _cast64(val_data))
+    res = {"name": job.name, "program": job.program, "num_params": sum(p.numel() for p in model.parameters()),
+           "sizes": list(job.sizes), "final_train_acc": task.accuracy(outputs_only(wrapped), tr64),
+           "final_val_acc": val_acc, "test_acc": task.accuracy(outputs_only(wrapped), _cast64(test_data)),
+           "majority_baseline_val": baseline, "learned": bool(val_acc > baseline + 0.05), "polish": pol,
+           "curve_nbeta": nbeta if nbeta else len(tr) / math.log(len(tr)), "weight_decay": wd,
+           "step_size": job.sgld.step_size}
+    res["llc_curve_final"] = {"llc/mean": curve["llc_mean"][-1], "llc/std": curve["llc_std"][-1],
+                              "trustworthy": curve["trustworthy"][-1]}
+    res["curve_trustworthy"] = int(sum(curve["trustworthy"]))
+    res["final_llc"] = (_slim(_quiet_call(trained_llc, wrapped, task, tr64, reg,
+                                          dataclasses.replace(job.llc, nbeta=nbeta)))
+                        if job.llc is not None and res["num_params"] <= job.llc.dense_max else None)
+    res["llc/mean"] = res["final_llc"]["llc_mean"] if res["final_llc"] else curve["llc_mean"][-1]
+    res["llc/std"] = res["final_llc"]["llc_std"] if res["final_llc"] else curve["llc_std"][-1]
+    res["lead_lag"] = curve_lead_lag(curve["llc_mean"], hist.val_loss, job.max_lag)
+    out.mkdir(parents=True, exist_ok=True)
+    save_history(out / "curves.json", hist, {k: curve[k] for k in ("llc_mean", "llc_std", "trustworthy", "warnings",
+                                                                    "acceptance", "draw_acc_min", "grad_norm")})
+    plain_sgld = {k: v for k, v in job.sgld.to_dict().items()
+                  if k not in ("thresholds", "preconditioner", "draw_metric", "param_filter", "param_masks")}
+    torch.save({"state": {k: v.float() for k, v in wrapped.inner.state_dict().items()},
+                "model_config": dataclasses.asdict(model.cfg), "run": job.name, "program": job.program,
+                "sizes": job.sizes, "seed": job.train.seed, "sgld": plain_sgld, "step_size": job.sgld.step_size,
+                "learned": res["learned"]}, out / "final_model.pt")
+    _plot_curve(job, hist, curve, res, out / "training_llc.png")
+    res["seconds"], res["cpu_seconds"] = time.time() - t0, time.process_time() - c0
+    return res
 
 
-def _plot(run: TaskRun, hist, curve: dict, m: dict, path: Path) -> None:
+def curve_lead_lag(llc: list, val_loss: list, max_lag: int) -> dict:
+    """Within one run: the pre-whitened cross-correlation of LLC and log validation loss (Holm over lags) and the
+    range of their plain correlation when any one checkpoint is left out."""
+    x = np.asarray(llc, float)
+    y = np.log10(np.asarray(val_loss, float))
+    ok = np.isfinite(x) & np.isfinite(y)
+    out = {"leave_one_out": leadlag.leave_one_out(x[ok], y[ok])}
+    if ok.sum() >= 2 * max_lag + 8:
+        out["ccf"] = leadlag.prewhitened_ccf(x[ok], y[ok], max_lag)
+    else:
+        out["ccf"] = {"note": f"{int(ok.sum())} checkpoints are too few for {max_lag} lags each way"}
+    return out
+
+
+def compare_compiled(spec, compiled, trained: TrainableTransformer, seqs: list, cs: CompareSettings,
+                     seed: int) -> dict:
+    """The compiled and the trained model under the common loss on the same `cs.n` training sequences, same nbeta
+    and gamma; the trained model first fine-tuned (L-BFGS, no weight decay) to a minimum of that loss."""
+    from torch.utils.data import TensorDataset
+
+    from llc_estim import LLCWarning, auto_llc
+    from llc_training.train import _accuracy_metric, summarize_result
+
+    task = sequence_task(spec.numerical, loss_kind="mse_onehot")
+    data = _cast64(_data(spec, seqs, compiled))
+    models = {"compiled": CompiledOutputs(to_torch(compiled, dtype=torch.float64)),
+              "trained": copy.deepcopy(trained.inner if isinstance(trained, WithSquaredNorm) else trained).double()}
+    out = {"program": spec.name, "loss": ("mean over real positions of the squared distance between the model's outputs and the labels "
+                    + ("(numerical value)" if spec.numerical else "(one-hot)") + "; no regulariser"),
+           "n": len(data[0]), "nbeta": cs.nbeta, "localization": cs.localization}
+    out["trained_finetune"] = polish(models["trained"], task.loss, data, cs.polish_iter)
+    for name, m in models.items():
+        acc = task.accuracy(m, data)
+        with torch.no_grad():
+            loss = float(task.loss(m, data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LLCWarning)
+            r = auto_llc(m, TensorDataset(*data), task.loss, localization=cs.localization, nbeta=cs.nbeta,
+                         num_chains=cs.num_chains, max_steps=cs.max_steps, seed=seed,
+                         draw_metric=_accuracy_metric(task, data), draw_metric_min=acc - cs.acc_drop, progress=False)
+        s = summarize_result(r)
+        out[name] = {"llc_mean": s["llc_mean"], "llc_std": s["llc_std"], "trustworthy": s["trustworthy"],
+                     "warnings": s["warnings"], "loss_at_w": loss, "grad_norm": grad_norm(m, task.loss, data),
+                     "accuracy": acc, "draw_acc_min": s["draw_metric_min"], "bounds": r.choices["bounds"],
+                     "num_params": sum(p.numel() for p in m.parameters()), "step_size": r.choices["step_size"]}
+    return out
+
+
+def _plot_curve(job: CurveJob, hist, curve: dict, m: dict, path: Path) -> None:
     steps = np.asarray(hist.steps)
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
     ax[0].plot(steps, hist.train_loss, label="train")
@@ -148,66 +417,304 @@ def _plot(run: TaskRun, hist, curve: dict, m: dict, path: Path) -> None:
     ax[1].plot(steps, hist.val_acc, label="validation")
     ax[1].axhline(m["majority_baseline_val"], color="grey", ls=":", label="majority baseline")
     ax[1].set_ylabel("per-position accuracy")
-    mean, std = np.asarray(curve["llc_mean"]), np.asarray(curve["llc_std"])
-    ax[2].plot(steps, mean, color="k")
-    ax[2].fill_between(steps, mean - std, mean + std, color="k", alpha=0.2, label="± std over chains")
-    ax[2].set_ylabel("estimated LLC (train data)")
+    mean, std = np.asarray(curve["llc_mean"], float), np.asarray(curve["llc_std"], float)
+    ok = np.asarray(curve["trustworthy"], bool)
+    ax[2].errorbar(steps, mean, yerr=std, color="k", lw=0.8, capsize=2, label="± std over chains")
+    ax[2].scatter(steps[ok], mean[ok], color="k", s=14, zorder=3, label="trustworthy")
+    ax[2].scatter(steps[~ok], mean[~ok], facecolors="none", edgecolors="k", s=14, zorder=3, label="flagged")
+    ax[2].set_ylabel("estimated LLC (train data, regularised loss)")
     for a in ax:
         a.set_xlabel("training step")
+        a.set_xscale("log")
         a.legend(fontsize=7)
-    s = run.sgld
-    fig.suptitle(f"{run.name}: n_train={run.sizes[0]}, AdamW lr={run.train.lr}, wd={run.train.weight_decay}; "
-                 f"SGLD eps={m['step_size']:g} (calibrated on final checkpoint), gamma={s.localization}, "
-                 f"{s.num_chains}x{s.num_draws} draws; learned={m['learned']}", fontsize=8)
+    s = job.sgld
+    fig.suptitle(f"{job.name}: n_train={job.sizes[0]}, Adam lr={job.train.lr}, L2 wd={job.train.weight_decay}; SGLD "
+                 f"eps={s.step_size:g}, gamma={s.localization:g}, nbeta={m['curve_nbeta']:.3g}, {s.num_chains}x"
+                 f"{s.num_draws} draws (+{s.num_burnin} burn-in), float64; learned={m['learned']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def readme(all_metrics: dict) -> str:
-    """Plain-words summary; every number comes from the runs."""
-    lines = ["# LLC during training of the compiled architectures (trained from scratch)", "",
-             "Each model has the compiled program's architecture (layers, heads, key size, MLP width, residual "
-             "width) with trainable embeddings and readout. The LLC is measured on training data at every "
-             "checkpoint with one step size calibrated on the final checkpoint (localization 10).", "",
-             "| run | params | val acc | majority baseline | learned | test acc | final LLC | eps |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, m in all_metrics.items():
-        lines.append(f"| {name} | {m['num_params']} | {m['final_val_acc']:.3f} | {m['majority_baseline_val']:.3f} | "
-                     f"{m['learned']} | {m['test_acc']:.3f} | {m['llc/mean']:.2f} ± {m['llc/std']:.2f} | "
-                     f"{m['step_size']:g} |")
-    lines += ["", "## What was found", ""]
-    for name, m in all_metrics.items():
-        sig = {k: v for k, v in m["lead_lag"].items() if v["p"] == v["p"] and v["p"] < 0.05}
-        if not m["learned"]:
-            lines.append(f"- {name}: did not beat the majority baseline by 5 points on validation; its LLC curve "
-                         "is not interpreted.")
-            continue
-        lead = ", ".join(f"lag {k}: r = {v['r']:.2f} (p = {v['p']:.3f})" for k, v in sig.items()) or "none"
-        lines.append(f"- {name}: learned (validation {m['final_val_acc']:.3f} vs baseline "
-                     f"{m['majority_baseline_val']:.3f}). Significant lead-lag correlations of LLC changes with "
-                     f"validation-loss changes (positive lag: LLC first): {lead}.")
-    lines += ["", "The permutation p-values ignore autocorrelation between checkpoints and are optimistic; with one "
-              "seed per task, no lead-lag claim here is established. Figures: `<run>/training_llc.png`.", ""]
+# --- presets ------------------------------------------------------------------------------------------------------
+
+def _curve(name: str, program: str, *, sizes: tuple, steps: int, n_log: int, lr: float, wd: float, sgld: SGLDConfig,
+           llc: Optional[TrainedLLCSettings], polish_iter: int = 300, max_lag: int = 3, seed: int = 0) -> CurveJob:
+    return CurveJob(name, program, sizes,
+                    TrainConfig(steps=steps, batch_size=64, lr=lr, weight_decay=wd, optimizer="adam",
+                                checkpoints=TrainConfig.log_and_even(steps, n_log, n_log // 2, first=10), seed=seed),
+                    sgld, 0.05, polish_iter, llc, max_lag)
+
+
+def _curve_sgld(chains: int, draws: int, burnin: int, nbeta: float, eps: float, gamma: float) -> SGLDConfig:
+    return SGLDConfig(step_size=eps, localization=gamma, nbeta=nbeta, num_chains=chains, num_draws=draws,
+                      num_burnin=burnin, batch_size=64, mala_every=10, progress=False)
+
+
+_SWEEP_LLC = TrainedLLCSettings(localization=1e4, nbeta=1e6, max_steps=600, num_chains=4, sgld_mode="whitened",
+                                sgld_step=0.1, sgld_step_ratio=2.0, sgld_draws=100, sgld_burnin=100, dense_max=3000,
+                                refreshes=0)
+_SWEEP_TRAIN = TrainConfig(steps=1500, batch_size=32, lr=3e-3, weight_decay=1e-5, checkpoints=(1500,),
+                           optimizer="adam")
+_VARIANT = (("letters", 5), ("max_seq_len", 5))
+_COMPARE = CompareSettings(nbeta=1e6, localization=1e4, max_steps=600, n=64)
+# plain SGLD along training: nbeta x h_max / gamma (the condition number SGLD sees) must stay near 100 for a few
+# hundred steps to mix, so the curve uses a far lower nbeta than the sweep's auto_llc
+_CURVE_SGLD = dict(nbeta=1e3, eps=2e-6, gamma=1e3)
+PRESETS = {
+    "smoke": TrainingConfig(
+        sweep_program="fractok", sweep_variant=(("letters", 3), ("max_seq_len", 4)), sweep_sizes=(8, 16),
+        sweep_seeds=(0, 1), sweep_pool=(16, 8, 32), sweep_train=dataclasses.replace(_SWEEP_TRAIN, steps=60, checkpoints=(60,)),
+        sweep_llc=dataclasses.replace(_SWEEP_LLC, max_steps=200, sgld_draws=10, sgld_burnin=10), polish_iter=20,
+        trace_probes=4,
+        curves=(_curve("fractok", "fractok", sizes=(48, 32, 32), steps=40, n_log=4, lr=3e-3, wd=1e-5,
+                       sgld=_curve_sgld(2, 10, 5, **_CURVE_SGLD), llc=None, polish_iter=20),),
+        compare=dataclasses.replace(_COMPARE, max_steps=200, polish_iter=50, n=16), workers=1),
+    "quick": TrainingConfig(
+        sweep_program="fractok", sweep_variant=_VARIANT, sweep_sizes=(16, 32, 64, 128, 256), sweep_seeds=(0, 1, 2),
+        sweep_pool=(256, 64, 1000), sweep_train=_SWEEP_TRAIN, sweep_llc=_SWEEP_LLC, polish_iter=300,
+        trace_probes=16,
+        curves=(_curve("fractok", "fractok", sizes=(1000, 300, 300), steps=3000, n_log=16, lr=3e-3, wd=1e-5,
+                       sgld=_curve_sgld(4, 80, 80, **_CURVE_SGLD), llc=None),),
+        compare=_COMPARE),
+    "full": TrainingConfig(
+        sweep_program="fractok", sweep_variant=_VARIANT, sweep_sizes=(16, 32, 64, 128, 256, 512),
+        sweep_seeds=(0, 1, 2, 3, 4), sweep_pool=(512, 128, 2000),
+        sweep_train=dataclasses.replace(_SWEEP_TRAIN, steps=4000, checkpoints=(4000,)),
+        sweep_llc=dataclasses.replace(_SWEEP_LLC, max_steps=3000, sgld_draws=600, sgld_burnin=400),
+        polish_iter=1000, trace_probes=128,
+        curves=(_curve("fractok", "fractok", sizes=(2000, 500, 500), steps=6000, n_log=40, lr=3e-3, wd=1e-5,
+                       sgld=_curve_sgld(4, 300, 200, **_CURVE_SGLD),
+                       llc=dataclasses.replace(_SWEEP_LLC, max_steps=2000)),
+                _curve("palindrome", "palindrome", sizes=(2000, 500, 500), steps=6000, n_log=40, lr=1e-3, wd=1e-4,
+                       sgld=_curve_sgld(4, 300, 200, 1e3, 1e-6, 1e3), llc=None),
+                _curve("peak", "peak", sizes=(2000, 500, 500), steps=6000, n_log=30, lr=1e-3, wd=1e-4,
+                       sgld=_curve_sgld(4, 200, 200, 1e3, 1e-6, 1e3), llc=None)),
+        compare=dataclasses.replace(_COMPARE, max_steps=3000, n=512)),
+}
+
+
+def task_run(name: str, scale_name: str) -> CurveJob:
+    """The curve run called `name` at a scale (the notebooks use it); at smoke scale a tiny version."""
+    runs = {r.name: r for r in PRESETS["quick"].curves + PRESETS["full"].curves}
+    if name not in runs:
+        raise KeyError(f"unknown training run {name!r}; known: {sorted(runs)}")
+    if scale_name == "smoke":
+        small = PRESETS["smoke"].curves[0]
+        return dataclasses.replace(small, name=name, program=runs[name].program)
+    return {r.name: r for r in PRESETS[scale_name].curves + PRESETS["full"].curves}[name]
+
+
+def run_task(job: CurveJob, out_dir: Path) -> dict:
+    """One curve run written to `out_dir` (its folder is `out_dir/<name>`... or `out_dir` itself when it ends with
+    the run's name, as the notebooks pass it)."""
+    root = out_dir.parent if out_dir.name == job.name else out_dir
+    return run_curve_job(job, str(root))
+
+
+# --- the study ------------------------------------------------------------------------------------------------------
+
+def _job_entry(job):
+    """One job of either kind (a picklable top-level entry point for the worker processes)."""
+    if isinstance(job, SweepJob):
+        return run_sweep_job(job)
+    return run_curve_job(*job)
+
+
+def run(cfg: TrainingConfig, root: Path) -> dict:
+    """Runs the sweep and the curve runs into `root`; writes README, metrics, config, figures; returns metrics."""
+    torch.set_num_threads(1)
+    t0 = time.time()
+    largest = max(cfg.sweep_sizes)
+    sweep = [SweepJob(cfg.sweep_program, cfg.sweep_variant, n, s, cfg.sweep_pool, cfg.sweep_train, cfg.polish_iter,
+                      cfg.sweep_llc, cfg.trace_probes,
+                      cfg.compare if (n == largest and s == cfg.sweep_seeds[0]) else None)
+             for n in cfg.sweep_sizes for s in cfg.sweep_seeds]
+    jobs = [(c, str(root)) for c in cfg.curves] + sorted(sweep, key=lambda j: -j.n_train)
+
+    def describe(job, r):
+        if isinstance(job, SweepJob):
+            return (f"sweep n={r['n_train']} seed {r['seed']}: test loss {r['test_loss']:.3g}, LLC {r['llc']:.1f} "
+                    f"({'valid' if r['llc_valid'] else 'flagged'}), {r['seconds']:.0f} s")
+        return f"curve {r['name']}: val acc {r['final_val_acc']:.3f}, LLC {r['llc/mean']:.2f}, {r['seconds']:.0f} s"
+
+    out = run_jobs(_job_entry, [(j,) for j in jobs], cfg.workers, desc="training",
+                   describe=lambda args, result: describe(args[0], result))
+    curves = {r["name"]: r for r in out[: len(cfg.curves)]}
+    rows = sorted(out[len(cfg.curves):], key=lambda r: (r["n_train"], r["seed"]))
+    stats = sweep_statistics(rows, cfg.seed)
+    root.mkdir(parents=True, exist_ok=True)
+    plot_sweep(rows, stats, cfg, root / "sweep.png")
+    seconds = time.time() - t0
+    env = environment()
+    compare = next((r["compare"] for r in rows if r.get("compare")), None)
+    metrics = {"sweep": {"runs": rows, "statistics": stats}, "curves": curves, "compare": compare,
+               "seconds": seconds, "workers": cfg.workers,
+               "cpu_seconds_jobs": float(sum(r["cpu_seconds"] for r in rows + list(curves.values())))}
+    (root / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json))
+    (root / "config.json").write_text(json.dumps({
+        "scale": scale(), "seed": cfg.seed, "sweep_program": cfg.sweep_program,
+        "sweep_variant": dict(cfg.sweep_variant), "sweep_sizes": list(cfg.sweep_sizes),
+        "sweep_seeds": list(cfg.sweep_seeds), "sweep_pool": list(cfg.sweep_pool),
+        "sweep_train": dataclasses.asdict(cfg.sweep_train), "sweep_llc": dataclasses.asdict(cfg.sweep_llc),
+        "polish_iter": cfg.polish_iter, "trace_probes": cfg.trace_probes,
+        "llc_loss": "training loss (MSE or CE) + (weight_decay / 2) |w|^2, the loss Adam with L2 decay minimises",
+        "curves": [{"name": c.name, "program": c.program, "sizes": list(c.sizes), "train": dataclasses.asdict(c.train),
+                    "sgld": c.sgld.to_dict(), "acc_drop": c.acc_drop, "polish_iter": c.polish_iter,
+                    "llc": dataclasses.asdict(c.llc) if c.llc else None} for c in cfg.curves],
+        "compare": dataclasses.asdict(cfg.compare) if cfg.compare else None,
+        "workers": cfg.workers, "dtype_llc": "float64", "environment": env, "seconds": seconds}, indent=2,
+        default=_json))
+    (root / "README.md").write_text(readme(metrics, cfg, env))
+    return metrics
+
+
+def _json(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# --- README ---------------------------------------------------------------------------------------------------------
+
+def readme(m: dict, cfg: TrainingConfig, env: dict) -> str:
+    """Plain-words summary; every number comes from `m`."""
+    rows, st = m["sweep"]["runs"], m["sweep"]["statistics"]
+    lines = ["# Validation without a validation set: the train-data LLC of trained compiled architectures", ""]
+    if env.get("dirty"):
+        lines += [dirty_warning(), ""]
+    llc = cfg.sweep_llc
+    lines += [took(m) + " Every model has its compiled program's architecture with "
+              "trainable embeddings and readout, is trained with Adam and L2 weight decay wd, then finished with "
+              "full-batch L-BFGS on the regularised training loss L + (wd/2)|w|^2 (the loss the LLC uses, so w* is a "
+              "minimum of it), and measured in float64.", "",
+              f"## 1. Sweep: {len(rows)} runs of {rows[0]['program']} ({len(cfg.sweep_sizes)} training-set sizes "
+              f"{list(cfg.sweep_sizes)} x {len(cfg.sweep_seeds)} seeds)", "",
+              f"The program is {rows[0]['program']}, fractok's algorithm (running fraction of x) at "
+              f"{dict(cfg.sweep_variant)}: small enough ({rows[0]['num_params']} parameters) for auto_llc's dense "
+              "Hessian in every run. "
+              f"Training: Adam lr {cfg.sweep_train.lr:g}, L2 weight decay {cfg.sweep_train.weight_decay:g}, "
+              f"{cfg.sweep_train.steps} steps, batch {cfg.sweep_train.batch_size}; test loss on "
+              f"{cfg.sweep_pool[2]} held-out sequences (MSE of the running fraction). The LLC: auto_llc (HMC, Hessian "
+              f"bounds) at nbeta = {llc.nbeta:g} and gamma = {llc.localization:g} for every run (one temperature, so "
+              f"the numbers are comparable across n; n / log n would change it {_nlogn_ratio(cfg.sweep_sizes):.0f}-"
+              f"fold across the sweep, and it must be large for the draws to keep their accuracy), the draws' "
+              f"training accuracy may fall at most {llc.acc_drop:g}, and SGLD without Metropolis correction "
+              f"({_sgld_words(llc)}) at steps {llc.sgld_step:g} and {llc.sgld_step / llc.sgld_step_ratio:g} (the "
+              "smaller for proportionally more iterations) must agree with each other and with the HMC estimate "
+              f"within {llc.tolerance:.0%}.", "",
+              "Does each quantity, measured on the training set alone, rank the runs by test loss? Spearman's rho "
+              "with a 95% bootstrap interval over runs:", "",
+              "| predictor | rho (all runs) | 95% CI | p | rho (runs with a valid LLC) | 95% CI | rho within a size "
+              "(mean over sizes) | 95% CI | permutation p |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in PREDICTORS:
+        a, v, w = st["all_runs"][name], st["valid_llc_runs"][name], st["within_size"][name]
+        lines.append(f"| {PREDICTOR_WORDS[name]} | {fmt(a['rho'], '.2f')} | {fmt_ci(a['ci'], '.2f')} | "
+                     f"{fmt(a['p'], '.2g')} | {fmt(v['rho'], '.2f')} (n={v['n']}) | {fmt_ci(v['ci'], '.2f')} | "
+                     f"{fmt(w['rho'], '.2f')} ({w['strata']} sizes) | {fmt_ci(w['ci'], '.2f')} | {fmt(w['p'], '.2g')} |")
+    lines += ["", _sweep_verdict(st), ""]
+    lines += ["| n_train | seed | test loss | train loss | LLC ± std | LLC valid | grad norm at w* | weight norm | "
+              "Hessian trace | test acc |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n_train']} | {r['seed']} | {r['test_loss']:.3g} | {r['train_loss']:.3g} | "
+                     f"{r['llc']:.1f} ± {fmt(r['llc_std'], '.1f')} | {'yes' if r['llc_valid'] else 'no: ' + '; '.join(r['llc_reasons'])[:160]} | "
+                     f"{r['polish']['grad_norm_after']:.1g} | {r['weight_norm']:.2f} | {r['hessian_trace']:.3g} | "
+                     f"{r['test_acc']:.3f} |")
+    nv = st["num_valid_llc"]
+    lines += ["", f"{nv} of {len(rows)} sweep LLCs pass every check (auto_llc verdict, draws keep their accuracy, "
+              "step-size agreement); the others are flagged above with their reasons and drawn hollow in `sweep.png`.",
+              ""]
+    lines += _curve_lines(m, cfg)
+    lines += ["", "Figures: `sweep.png`, `<run>/training_llc.png`. Numbers: `metrics.json`; settings: `config.json`; "
+              "curves: `<run>/curves.json`.", ""]
     return "\n".join(lines)
 
 
-def run(runs: tuple, root: Path) -> dict:
-    """Runs every task run into `root/<run>/`; writes the summary README, metrics and config; returns the metrics."""
-    all_metrics = {}
-    for task in runs:
-        m = run_task(task, root / task.name)
-        all_metrics[task.name] = m
-        print(f"  {task.name:16s} val acc {m['final_val_acc']:.3f} (baseline {m['majority_baseline_val']:.3f}) "
-              f"final LLC {m['llc/mean']:.2f} eps {m['step_size']:g} {m['seconds']:.0f}s", flush=True)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "README.md").write_text(readme(all_metrics))
-    (root / "metrics.json").write_text(json.dumps(all_metrics, indent=2, default=float))
-    (root / "config.json").write_text(json.dumps({"scale": scale(), "runs": [
-        {"name": r.name, "program": r.program, "sizes": r.sizes, "train": dataclasses.asdict(r.train),
-         "sgld": r.sgld.to_dict(), "step_grid": r.step_grid} for r in runs],
-        "environment": environment()}, indent=2))
-    return all_metrics
+def _nlogn_ratio(sizes) -> float:
+    lo, hi = min(sizes), max(sizes)
+    return (hi / math.log(hi)) / (lo / math.log(lo))
+
+
+def _sgld_words(st: TrainedLLCSettings) -> str:
+    return ("in auto_llc's Hessian-whitened coordinates" if st.sgld_mode == "whitened"
+            else "plain, no preconditioner; steps as fractions of 2 / (nbeta h_max + gamma)")
+
+
+def _sweep_verdict(st: dict) -> str:
+    a = st["all_runs"]
+    llc = a["llc"]
+    best = max((n for n in PREDICTORS if math.isfinite(a[n]["rho"])), key=lambda n: abs(a[n]["rho"]), default=None)
+    if not math.isfinite(llc["rho"]):
+        return "The LLC's rank correlation with the test loss could not be computed."
+    sure = "its interval excludes 0" if llc["ci"][0] > 0 or llc["ci"][1] < 0 else "its interval includes 0"
+    text = (f"Across runs the final train-data LLC has rho = {llc['rho']:.2f} with the test loss ({sure}). ")
+    if best:
+        text += (f"The strongest ranking comes from the {PREDICTOR_WORDS[best]} (rho = {a[best]['rho']:.2f}). ")
+    w = st["within_size"]["llc"]
+    text += ("Across sizes most of any correlation comes from n itself (larger n: lower test loss, and LLC / n "
+             "inherits it); the within-size columns (seeds of one size, predictor shuffled within sizes for the "
+             f"p-value) ask whether a predictor also ranks runs of the same n: for the LLC, rho = {fmt(w['rho'], '.2f')} "
+             f"(95% CI {fmt_ci(w['ci'], '.2f')}, p = {fmt(w['p'], '.2g')}).")
+    return text
+
+
+def _curve_lines(m: dict, cfg: TrainingConfig) -> list:
+    lines = ["## 2. Curves: one run per program, LLC along training", ""]
+    for name, c in m["curves"].items():
+        learned = ("learned" if c["learned"] else "did NOT beat the majority baseline by 5 points; its curve is not "
+                   "interpreted")
+        lines.append(f"- **{name}** ({c['num_params']} parameters, n_train {c['sizes'][0]}): validation accuracy "
+                     f"{c['final_val_acc']:.3f} vs majority baseline {c['majority_baseline_val']:.3f} ({learned}). "
+                     f"{c['curve_trustworthy']} of the curve's points pass the estimator's verdict. Gradient norm of "
+                     f"the regularised loss at the end of Adam {c['polish']['grad_norm_before']:.2g}, after L-BFGS "
+                     f"{c['polish']['grad_norm_after']:.2g}.")
+        f = c["final_llc"]
+        if f:
+            lines.append(f"  Final LLC (auto_llc, nbeta {f['auto']['nbeta']:g}, gamma "
+                         f"{f['settings']['localization']:g}): {f['llc_mean']:.2f} ± {fmt(f['llc_std'], '.2f')}; "
+                         f"SGLD ({f['sgld_mode']}) at two step sizes "
+                         f"{', '.join(fmt(s['llc_mean'], '.2f') for s in f['sgld'])}; "
+                         + ("valid." if f["valid"] else "flagged: " + "; ".join(f["reasons"]) + "."))
+        else:
+            lines.append("  No auto_llc check at this size (dense Hessian too large for this scale); the curve's "
+                         "last point carries the SGLD verdict only.")
+        ll = c["lead_lag"]
+        loo = ll["leave_one_out"]
+        ccf = ll["ccf"]
+        if "r" in ccf:
+            sig = ccf["significant_lags"]
+            lines.append(f"  Lead-lag within this one run: Pearson r of LLC and log validation loss "
+                         f"{fmt(loo['r'], '.2f')} (between {fmt(loo['r_min'], '.2f')} and {fmt(loo['r_max'], '.2f')} "
+                         f"when one checkpoint is dropped); pre-whitened cross-correlation, lags significant after "
+                         f"Holm over {len(ccf['lags'])} lags: {sig if sig else 'none'}. One seed: no lead-lag claim.")
+        else:
+            lines.append(f"  Lead-lag: {ccf['note']}.")
+    lines += ["", "## 3. Compiled vs trained, one common loss", ""]
+    cmp_ = m.get("compare")
+    if not cmp_:
+        return lines + ["Not run at this scale."]
+    lines.append(f"- **{cmp_['program']}**: loss = {cmp_['loss']}, on {cmp_['n']} training sequences of the "
+                 f"largest sweep run (seed 0), nbeta {cmp_['nbeta']:g}, gamma {cmp_['localization']:g} for both, "
+                 "auto_llc, float64. The trained model (sweep run, a minimum of its regularised loss) was taken by "
+                 f"L-BFGS to a minimum of this loss (gradient norm {cmp_['trained_finetune']['grad_norm_before']:.2g} "
+                 f"-> {cmp_['trained_finetune']['grad_norm_after']:.2g}).")
+    for kind in ("compiled", "trained"):
+        k = cmp_[kind]
+        verdict = "trustworthy" if k["trustworthy"] else "flagged: " + "; ".join(k["warnings"])
+        lines.append(f"  - {kind}: LLC {k['llc_mean']:.2f} ± {fmt(k['llc_std'], '.2f')} ({k['num_params']} "
+                     f"parameters; Hessian effective half-rank {fmt(k['bounds']['effective_half_rank'], '.1f')}, "
+                     f"rank/2 {fmt(k['bounds']['half_rank'], '.1f')}); loss at w* {k['loss_at_w']:.2g}, gradient norm "
+                     f"{k['grad_norm']:.2g}, accuracy {k['accuracy']:.3f}; {verdict}.")
+    c, t = cmp_["compiled"], cmp_["trained"]
+    if c["trustworthy"] and t["trustworthy"]:
+        lines.append(f"  Both estimates pass their checks: the trained solution's LLC is "
+                     f"{t['llc_mean'] / c['llc_mean']:.2f} x the compiled one's.")
+    else:
+        lines.append("  At least one of the two estimates is flagged, so their ratio "
+                     f"({t['llc_mean'] / c['llc_mean']:.2f}) is not a finding.")
+    return lines
 
 
 def main() -> None:

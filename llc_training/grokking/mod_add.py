@@ -1,8 +1,9 @@
-"""Modular addition, the grokking anchor (Timaeus' devinterp example): its data and the seed search.
+"""Modular addition, the grokking anchor (Timaeus' devinterp example): its data and training one seed.
 
 All p^2 pairs (a, b) -> (a + b) mod p, split at random; `ModAddMLP` (in `llc_training.model`) is the model.
-Whether a run groks within a fixed number of steps depends on the seed, so `train_until_grokked` tries seeds in
-order and keeps the first whose test accuracy reaches the target. The study around it is `studies.grokking`.
+Whether a run groks within a fixed number of steps depends on the seed, so a study trains several seeds and reports
+every one (`train_seed`); `train_until_grokked` keeps the older "first seed that groks" search.
+The study around it is `studies.grokking`.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ def data(p: int, train_frac: float, seed: int):
 
 @dataclasses.dataclass
 class GrokRun:
-    """The first seed that grokked (or the last one tried), with its model, history, data and every seed's result.
+    """One trained seed (or, from `train_until_grokked`, the first seed that grokked), with its model, history,
+    data and every seed's result.
 
     Attributes:
-        seed: the seed used.
+        seed: the seed used (model init, data split and batch order).
         model: the trained model (at the end of training).
         hist: its training history (checkpoint states included).
         train_data, test_data: its split.
@@ -46,19 +48,25 @@ class GrokRun:
     tried: dict
 
 
+def train_seed(p: int, train_frac: float, train_cfg: TrainConfig, seed: int, d: int = 12, h: int = 48) -> GrokRun:
+    """Trains `ModAddMLP(p, d, h, seed=seed)` on `data(p, train_frac, seed)` with `train_cfg` (its seed replaced)."""
+    train_data, test_data = data(p, train_frac, seed)
+    model = ModAddMLP(p, d, h, seed=seed)
+    hist = train(model, classification_task(), train_data, test_data, dataclasses.replace(train_cfg, seed=seed),
+                 progress=False)
+    return GrokRun(seed, model, hist, train_data, test_data, {seed: hist.val_acc[-1]})
+
+
 def train_until_grokked(p: int, train_frac: float, train_cfg: TrainConfig, seeds: tuple, target: float = 0.99,
                         on_seed: Optional[Callable[[int, float], None]] = None) -> GrokRun:
-    """Trains `ModAddMLP(p, seed=seed)` on `data(p, train_frac, seed)` for each seed in turn, stopping at the first
-    whose final test accuracy reaches `target`; `on_seed(seed, test_acc)` is called after each."""
-    task = classification_task()
+    """Trains seeds in turn, stopping at the first whose final test accuracy reaches `target`; `on_seed(seed,
+    test_acc)` is called after each."""
     tried = {}
     for seed in seeds:
-        train_data, test_data = data(p, train_frac, seed)
-        model = ModAddMLP(p, seed=seed)
-        hist = train(model, task, train_data, test_data, dataclasses.replace(train_cfg, seed=seed), progress=False)
-        tried[seed] = hist.val_acc[-1]
+        run = train_seed(p, train_frac, train_cfg, seed)
+        tried[seed] = run.hist.val_acc[-1]
         if on_seed:
-            on_seed(seed, hist.val_acc[-1])
-        if hist.val_acc[-1] >= target:
+            on_seed(seed, run.hist.val_acc[-1])
+        if run.hist.val_acc[-1] >= target:
             break
-    return GrokRun(seed, model, hist, train_data, test_data, tried)
+    return dataclasses.replace(run, tried=tried)

@@ -9,7 +9,7 @@ from datasets import generators
 from datasets.dataloaders import labelled_tensors
 from llc_estim import SGLDConfig
 from llc_training.model import ModAddMLP, ModelConfig, TrainableTransformer
-from llc_training.train import (TrainConfig, classification_task, lead_lag, llc_curve, sequence_task, train)
+from llc_training.train import TrainConfig, classification_task, llc_curve, sequence_task, train
 from rasp_models import registry
 
 
@@ -98,13 +98,38 @@ def test_same_seed_same_curve_and_llc_curve():
     assert c1["llc_mean"] == c2["llc_mean"] and len(c1["llc_mean"]) == 3
 
 
-def test_lead_lag_detects_a_leading_series():
-    rng = np.random.default_rng(0)
-    x = np.cumsum(rng.normal(size=60))
-    lagged = np.concatenate([[0, 0], x[:-2]])  # val loss follows the LLC two checkpoints later
-    res = lead_lag(list(x), list(lagged), max_lag=3, perms=500)
-    assert res[2]["r"] > 0.9 and res[2]["p"] < 0.01
-    assert abs(res[-2]["r"]) < 0.5
+def test_llc_curve_records_a_verdict_and_the_gradient_norm_per_checkpoint():
+    from llc_training.train import WithSquaredNorm, regularised
+
+    p = 7
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    x = torch.stack([a.flatten(), b.flatten()], 1)
+    data = (x, (x[:, 0] + x[:, 1]) % p)
+    task = classification_task()
+    hist = train(ModAddMLP(p, 4, 8, seed=0), task, data, data,
+                 TrainConfig(steps=40, batch_size=16, lr=5e-3, weight_decay=1e-3, checkpoints=(20, 40),
+                             optimizer="adam"), progress=False)
+    reg = regularised(task.loss, 1e-3)
+    c = llc_curve(WithSquaredNorm(ModAddMLP(p, 4, 8)), task, data, hist,
+                  SGLDConfig(step_size=1e-4, localization=100.0, nbeta=50.0, num_chains=2, num_draws=10,
+                             num_burnin=5, progress=False),
+                  progress=False, loss_fn=reg, dtype=torch.float64, draw_metric_floor=0.05, grad_loss=reg)
+    assert len(c["trustworthy"]) == 2 and all(isinstance(w, list) for w in c["warnings"])
+    assert all(g > 0 for g in c["grad_norm"]) and all(0 <= a <= 1 for a in c["draw_acc_min"])
+
+
+def test_mse_onehot_loss_is_zero_at_one_hot_outputs():
+    task = sequence_task(False, loss_kind="mse_onehot")
+    y = torch.tensor([[0, 1, 2]])
+    mask = torch.tensor([[False, True, True]])
+    onehot = torch.nn.functional.one_hot(y, 3).double()
+    assert float(task.loss(lambda ids: onehot, (y, y, mask))) == 0.0
+    assert float(task.loss(lambda ids: onehot * 2, (y, y, mask))) > 0
+
+
+def test_log_and_even_checkpoints():
+    ck = TrainConfig.log_and_even(1000, 5, 4, first=10, extra=(250,))
+    assert ck[0] == 10 and ck[-1] == 1000 and 250 in ck and 500 in ck and list(ck) == sorted(set(ck))
 
 
 def test_sequence_losses_work_under_the_vectorised_sampler():
