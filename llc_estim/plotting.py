@@ -15,17 +15,36 @@ def _hp(cfg, nbeta) -> str:
 
 
 def plot_loss_traces(res, title: str = ""):
-    """Loss per chain over all steps, burn-in marked, the LLC in the title."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    """devinterp-style diagnostics of one estimate: per-chain loss over every iteration with the burn-in shaded and
+    L(w*) marked, and (for Metropolis-adjusted or MALA-probed runs) the per-chain running acceptance; the LLC, its
+    settings and the verdict in the title."""
+    acc = getattr(res, "acceptance_trace", None)
+    has_acc = acc is not None and np.size(acc) > 0
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 6, 3.5), squeeze=False)
+    ax = axes[0, 0]
     full = np.concatenate([res.burnin_trace, res.loss_trace], axis=1)
+    burn = res.burnin_trace.shape[1]
+    if burn:
+        ax.axvspan(0, burn, color="0.9", label="burn-in")
     for c, row in enumerate(full):
         ax.plot(row, lw=0.7, label=f"chain {c}")
-    ax.axvline(res.burnin_trace.shape[1], color="k", ls="--", lw=0.8, label="end of burn-in")
     ax.axhline(res.init_loss, color="grey", ls=":", lw=0.8, label="L(w*)")
-    ax.set_xlabel("SGLD step")
-    ax.set_ylabel("minibatch loss")
-    ax.set_title(f"{title} LLC = {res.llc_mean:.3g} ± {res.llc_std:.2g}\n{_hp(res.config, res.nbeta)}", fontsize=8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss at the chain's state")
     ax.legend(fontsize=6)
+    if has_acc:
+        a = np.asarray(acc, dtype=float)
+        running = np.cumsum(a, axis=1) / np.arange(1, a.shape[1] + 1)
+        for c, row in enumerate(running):
+            axes[0, 1].plot(row, lw=0.7, label=f"chain {c}")
+        axes[0, 1].set_ylim(0, 1.02)
+        axes[0, 1].set_xlabel("Metropolis test")
+        axes[0, 1].set_ylabel("running acceptance")
+    verdict = res.diagnostics.get("trustworthy")
+    flag = {True: "trustworthy", False: "FLAGGED: " + "; ".join(res.diagnostics.get("warnings", []))[:90]}.get(
+        verdict, "no verdict")
+    fig.suptitle(f"{title} LLC = {res.llc_mean:.3g} ± {res.llc_std:.2g} ({flag})\n{_hp(res.config, res.nbeta)}",
+                 fontsize=8)
     fig.tight_layout()
     return fig
 

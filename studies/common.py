@@ -49,6 +49,37 @@ def results_root() -> Path:
     return Path(os.environ.get("LLC_RESULTS_DIR", "results"))
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def rerun_requested() -> bool:
+    """`LLC_RERUN=1`: a notebook recomputes its study (at `LLC_SCALE`, into `LLC_RESULTS_DIR`) instead of reading
+    the committed results.
+
+    Raises:
+        ValueError: LLC_RERUN is set to something other than 0 or 1.
+    """
+    value = os.environ.get("LLC_RERUN", "0").strip() or "0"
+    if value not in ("0", "1"):
+        raise ValueError(f"LLC_RERUN must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def notebook_results(experiment: str, rerun: bool) -> Path:
+    """The folder a notebook shows: `results_root() / experiment` when it reruns the study, else the committed
+    `results/<experiment>` of this repository (wherever the notebook's working directory is).
+
+    Raises:
+        FileNotFoundError: not rerunning and the committed folder is missing.
+    """
+    if rerun:
+        return results_root() / experiment
+    path = REPO_ROOT / "results" / experiment
+    if not (path / "metrics.json").exists():
+        raise FileNotFoundError(f"no committed results in {path}; run `make results` or set RERUN = True")
+    return path
+
+
 def _git(*args: str) -> Optional[str]:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).parent)

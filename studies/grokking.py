@@ -580,6 +580,7 @@ def readme(m: dict, cfg: GrokConfig, env: dict) -> str:
               "loss CE + (wd/2)|w|^2 that Adam with L2 decay minimises). Each point carries the estimator's verdict "
               f"(acceptance, R-hat, trend, draws below L(w*), and the draws' training accuracy may fall at most "
               f"{cfg.acc_drop:.2f} below the checkpoint's); flagged points are hollow in the figures.", ""]
+    lines += _answer_lines(m)
     lines += ["## Seeds", ""]
     for name, s in m["settings"].items():
         lines.append(f"- **{name}** (lr {s['lr']:g}, weight decay {s['weight_decay']:g}, {s['steps']} steps, "
@@ -607,6 +608,32 @@ def readme(m: dict, cfg: GrokConfig, env: dict) -> str:
               "`lead_lag.png`. "
               "Numbers: `metrics.json`; curves: `curves.json`; settings: `config.json`.", ""]
     return "\n".join(lines)
+
+
+def _answer_lines(m: dict) -> list:
+    """The answer in a few bullets: who grokked, which series turns first (local LLC turn vs test-loss turn), and
+    how many LLC points are valid; every number from `m`."""
+    lines = ["## The answer", ""]
+    lines.append("- Grokking: " + "; ".join(f"{n}: {s['num_grokked']} of {len(s['seeds'])} seeds"
+                                            for n, s in m["settings"].items()) + ".")
+    for k, e in m["lead_lag"]["events"].items():
+        if not k.endswith("llc_local/turn"):
+            continue
+        if e["n"] < 3:
+            lines.append(f"- {k}: only {e['n']} seeds have both turning points: no lead-lag conclusion.")
+        else:
+            who = ("the LLC turns first" if e["mean"] > 0 else "the test loss turns first")
+            sure = "significant" if e.get("p_holm", 1) < 0.05 else "not significant"
+            lines.append(f"- {k}: {who} by {abs(e['mean']):.0f} steps on average over {e['n']} seeds (95% CI "
+                         f"{fmt_ci(e['ci'], '.0f')}; Holm p = {fmt(e.get('p_holm'), '.2g')}, {sure}).")
+    v = m["validity"]
+    valid_auto = sum(bool(a["valid"]) for a in v["auto"])
+    lines.append(f"- How sure: the LLC curves are plain SGLD; {v['local']['trustworthy']} of {v['local']['points']} "
+                 f"local-curve points and {v['published']['trustworthy']} of {v['published']['points']} "
+                 f"published-setting points pass the estimator's verdict, and {valid_auto} of {len(v['auto'])} "
+                 "auto_llc checks pass (see Validity). Timings of a curve's turn are read from flagged points too, so "
+                 "they describe the estimator's output, not a certified LLC.")
+    return lines + [""]
 
 
 def _at(v, none: str = "no turn") -> str:

@@ -4,7 +4,7 @@
 2. `results/grokking/` and `results/training/`: LLC during training (question 2);
 3. `results/ablations/`: how ablations change the LLC (question 3; it also ablates the trained models that
    `training` wrote under the same results root).
-`LLC_RESULTS_DIR` redirects the results root; `LLC_EXPERIMENTS` (comma-separated: complexity, grokking,
+Then `results/README.md`, the index (`studies.index`). `LLC_RESULTS_DIR` redirects the results root; `LLC_EXPERIMENTS` (comma-separated: complexity, grokking,
 training, ablations) runs a subset.
 """
 
@@ -16,6 +16,7 @@ import time
 import torch
 
 from studies import ablations, complexity, grokking, training
+from studies.index import write_index
 from studies.common import results_root, scale
 
 EXPERIMENTS = {
@@ -59,6 +60,8 @@ def main() -> None:
         print(f"=== {name} (scale {scale()!r}) -> {results_root() / name}", flush=True)
         EXPERIMENTS[name]()
         print(f"=== {name} done in {time.time() - t0:.0f} s", flush=True)
+    write_index(results_root())
+    print(f"=== index -> {results_root() / 'README.md'}", flush=True)
 
 
 if __name__ == "__main__":

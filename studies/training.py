@@ -494,24 +494,6 @@ PRESETS = {
 }
 
 
-def task_run(name: str, scale_name: str) -> CurveJob:
-    """The curve run called `name` at a scale (the notebooks use it); at smoke scale a tiny version."""
-    runs = {r.name: r for r in PRESETS["quick"].curves + PRESETS["full"].curves}
-    if name not in runs:
-        raise KeyError(f"unknown training run {name!r}; known: {sorted(runs)}")
-    if scale_name == "smoke":
-        small = PRESETS["smoke"].curves[0]
-        return dataclasses.replace(small, name=name, program=runs[name].program)
-    return {r.name: r for r in PRESETS[scale_name].curves + PRESETS["full"].curves}[name]
-
-
-def run_task(job: CurveJob, out_dir: Path) -> dict:
-    """One curve run written to `out_dir` (its folder is `out_dir/<name>`... or `out_dir` itself when it ends with
-    the run's name, as the notebooks pass it)."""
-    root = out_dir.parent if out_dir.name == job.name else out_dir
-    return run_curve_job(job, str(root))
-
-
 # --- the study ------------------------------------------------------------------------------------------------------
 
 def _job_entry(job):
@@ -586,6 +568,7 @@ def readme(m: dict, cfg: TrainingConfig, env: dict) -> str:
     if env.get("dirty"):
         lines += [dirty_warning(), ""]
     llc = cfg.sweep_llc
+    lines += _answer_lines(st, len(rows))
     lines += [took(m) + " Every model has its compiled program's architecture with "
               "trainable embeddings and readout, is trained with Adam and L2 weight decay wd, then finished with "
               "full-batch L-BFGS on the regularised training loss L + (wd/2)|w|^2 (the loss the LLC uses, so w* is a "
@@ -630,6 +613,22 @@ def readme(m: dict, cfg: TrainingConfig, env: dict) -> str:
     lines += ["", "Figures: `sweep.png`, `<run>/training_llc.png`. Numbers: `metrics.json`; settings: `config.json`; "
               "curves: `<run>/curves.json`.", ""]
     return "\n".join(lines)
+
+
+def _answer_lines(st: dict, runs: int) -> list:
+    """The answer to "does the final train-data LLC rank runs by test loss?", with how many LLCs are valid."""
+    a, v, w = st["all_runs"]["llc"], st["valid_llc_runs"]["llc"], st["within_size"]["llc"]
+    others = ", ".join(f"{PREDICTOR_WORDS[n]} {fmt(st['all_runs'][n]['rho'], '.2f')}" for n in PREDICTORS
+                       if n != "llc")
+    return ["## The answer", "",
+            f"- Across {runs} runs the final train-data LLC ranks runs by test loss with Spearman rho = "
+            f"{fmt(a['rho'], '.2f')} (95% CI {fmt_ci(a['ci'], '.2f')}); over the {v['n']} runs whose LLC passed every "
+            f"check, rho = {fmt(v['rho'], '.2f')} (95% CI {fmt_ci(v['ci'], '.2f')}); within one training-set size "
+            f"(the part n itself does not explain), rho = {fmt(w['rho'], '.2f')} (permutation p = "
+            f"{fmt(w['p'], '.2g')}).",
+            f"- What a practitioner would use instead, rho with test loss over all runs: {others}.",
+            f"- How sure: {st['num_valid_llc']} of {runs} sweep LLCs are valid; a correlation over flagged LLCs "
+            "describes the estimator's output, not the LLC.", ""]
 
 
 def _nlogn_ratio(sizes) -> float:

@@ -134,3 +134,18 @@ def test_param_masks_freeze_entries():
     with pytest.raises(ValueError, match="shape"):
         estimate_llc(model, data, mse, SGLDConfig(step_size=1e-3, num_draws=2, param_masks={"w": torch.ones(2)}))
     assert res.to_dict()["config/param_masks"] == {"w": 2}
+
+
+def test_diagnostic_plot_shades_burn_in_and_shows_acceptance(tmp_path):
+    """Per-chain traces with the burn-in shaded, a running-acceptance panel for Metropolis runs, verdict in title."""
+    from llc_estim.plotting import plot_loss_traces
+
+    model, data = linear_regression(4, 300)
+    res = estimate_llc(model, data, mse, SGLDConfig(step_size=1e-4, num_chains=2, num_draws=60, num_burnin=20,
+                                                    metropolis=True, progress=False))
+    fig = plot_loss_traces(res, "lin-reg")
+    loss_ax, acc_ax = fig.axes[:2]
+    assert any(p.get_label() == "burn-in" for p in loss_ax.patches)
+    assert len(acc_ax.lines) == 2 and acc_ax.get_ylabel() == "running acceptance"
+    assert "LLC =" in fig._suptitle.get_text()
+    fig.savefig(tmp_path / "trace.png")

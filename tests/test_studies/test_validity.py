@@ -14,30 +14,35 @@ from studies.complexity import PRESETS
 from studies.validity import CHECKS, ValiditySettings, table_row, validate
 from tracr.torch_components import rescaled
 
-FAST = dataclasses.replace(PRESETS["quick"].validity, n=4096, max_steps=4000)
+FAST = dataclasses.replace(PRESETS["quick"].validity, n=256, max_steps=2000)
+LONG = dataclasses.replace(PRESETS["quick"].validity, n=1024, max_steps=12000)
 
 
-def test_identity_is_valid_under_every_check():
-    """identity (one MLP): basin, 4x data, MLP x10, bounds and R-hat all pass, and the LLC is rank/2 (19.5) within
-    10%. The estimator as it was (calibrated plain SGLD, gamma = 1000, nbeta = n / log n) gave 1.04, below
-    0.85 x the effective half-rank: its value was set by the localization, not by the loss."""
+def test_identity_estimates_sit_at_rank_over_two_under_more_data_and_reparametrisation():
+    """identity (one MLP), a short budget: the draws stay in the basin, the estimate is rank/2 (19.5) within 10%
+    and inside the bounds, and 4x the data and MLP x10 change it by at most 20%. The estimator as it was
+    (calibrated plain SGLD, gamma = 1000, nbeta = n / log n) gave 1.04, below 0.85 x the effective half-rank: its
+    value was set by the localization, not by the loss. R-hat is not asserted at this budget (measured on identity
+    at 4000 gradient evaluations: every estimate within 2% of rank/2, yet R-hat 1.10-1.44 because single chains
+    linger above the others); `test_small_programs_are_valid_under_every_check` asserts it at a longer budget."""
     row = validate(registry.get("identity"), FAST)
-    assert row["valid"], row["reason"]
-    assert set(row["checks"]) == set(CHECKS) and all(row["checks"].values())
+    assert row["checks"]["basin"] and row["checks"]["bounds"], row["reason"]
     assert row["base"]["llc_mean"] == pytest.approx(row["base"]["bounds"]["half_rank"], rel=0.10)
+    assert row["nbeta_change"] <= 0.2 and row["mlp_x10_change"] <= 0.2, row["reason"]
     assert row["qk_x0.1"] is None  # identity has no attention head: the check is not applicable
-    assert table_row(row)["valid"] is True
+    assert set(row["checks"]) == set(CHECKS)
 
 
-def test_map_chain_is_valid_under_every_check():
-    """Two chained permutation Maps (two MLP layers, attention-only padding in between). Under the old estimator,
-    chains left the basin within a few steps on compiled weights (histogram: teacher loss 0.92 after one step);
-    here the draws keep decoding like the compiled model."""
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["identity", "map_chain_2"])
+def test_small_programs_are_valid_under_every_check(name):
+    """All five checks, R-hat included, at 12000 gradient evaluations per chain. Under the old estimator chains
+    left the basin within a few steps on compiled weights (histogram: teacher loss 0.92 after one step)."""
     from rasp_models.ladders import map_chain
 
-    row = validate(map_chain(2), FAST)
+    row = validate(registry.get(name) if name == "identity" else map_chain(2), LONG)
     assert row["valid"], row["reason"]
-    assert row["base"]["draw_accuracy_min"] >= 0.99 and row["base"]["mean_draw_loss"] <= 0.05
+    assert table_row(row)["valid"] is True
 
 
 def test_the_nbeta_check_fails_for_a_prior_dominated_estimate():
