@@ -107,7 +107,7 @@ PRESETS = {
                                                auto=AutoSettings(leapfrog_steps=2, refreshes=0, dense_max=64)),
                             finetune_steps=5, polish_iter=5, n_test=32, bootstrap=50,
                             trained=TrainedConfig.preset("smoke"), workers=1),
-    "quick": AblationConfig(programs=_QUICK, estimate=_settings(n=128, max_steps=1000), max_components=2,
+    "quick": AblationConfig(programs=_QUICK, estimate=_settings(n=128, max_steps=700), max_components=2,
                             trained=TrainedConfig.preset("quick")),
     "full": AblationConfig(programs=_QUICK + ("triplets", "detect_abc", "dominant_peak", "sort"),
                            estimate=_settings(n=512, max_steps=3000), kinds=("head", "mlp", "mlp_slice"),

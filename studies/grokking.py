@@ -179,7 +179,7 @@ PRESETS = {
     "quick": GrokConfig(p=53, train_frac=0.4, batch_size=128,
                         settings=(GrokSetting(**_REF, steps=25000, seeds=tuple(range(8)), n_log=12, n_even=14,
                                               first=300),
-                                  GrokSetting(**_WD, steps=25000, seeds=tuple(range(4)), n_log=12, n_even=14,
+                                  GrokSetting(**_WD, steps=25000, seeds=tuple(range(3)), n_log=12, n_even=14,
                                               first=300, published=False)),
                         published=_published(4, 100), local=_local(4, 80, 80), local_beta=4.0, acc_drop=0.05,
                         auto=_AUTO, auto_seeds=1, auto_at=("final",), max_lag=2, auto_settings=("wd1e-3",)),

@@ -143,11 +143,12 @@ def test_main_job_smoke(tmp_path):
         config = json.loads((tmp_path / exp / "config.json").read_text())
         assert "torch" in json.dumps(config)
         assert {"git_commit", "dirty"} <= set(config["environment"]), exp
-    table = (tmp_path / "complexity" / "llc_table.csv").read_text().splitlines()
-    assert table[0].startswith("program,llc_mean,llc_std,llc_std_seeds,llc_std_chains,step_size,localization,nbeta,"
-                               "num_params")
-    assert (tmp_path / "complexity" / "llc_vs_descriptors.png").stat().st_size > 0
-    assert (tmp_path / "grokking" / "grokking_llc.png").exists() and (tmp_path / "ablations" / "fractok.csv").exists()
+    header = (tmp_path / "complexity" / "llc_table.csv").read_text().splitlines()[0].split(",")
+    assert {"program", "llc_mean", "valid", "half_rank", "effective_half_rank", "half_dim", "reason"} <= set(header)
+    assert (tmp_path / "complexity" / "llc_vs_rank.png").stat().st_size > 0
+    assert (tmp_path / "grokking" / "lead_lag.png").exists() and (tmp_path / "ablations" / "fractok.csv").exists()
+    index = (tmp_path / "README.md").read_text()
+    assert all(f"({exp}/README.md)" in index for exp in ("complexity", "grokking", "training", "ablations"))
 
 
 @pytest.mark.parametrize("value", [",", "", " , ", "complexity,nope", "grokking,grokking"])
