@@ -45,7 +45,7 @@ from llc_training.train import (TrainConfig, WithSquaredNorm, _load, classificat
                                 regularised, unregularised)
 from llc_training.validity import TrainedLLCSettings, trained_llc  # noqa: E402
 from studies.common import environment, results_root, scale  # noqa: E402
-from studies.runner import run_jobs  # noqa: E402
+from studies.runner import effective_workers, run_jobs  # noqa: E402
 from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
 
 # The reference curve (Timaeus' example, published SGLD setting, 100 checkpoints every 250 steps)
@@ -501,7 +501,8 @@ def run(cfg: GrokConfig, out_dir: Path) -> dict:
                "published_draws_probe": probes,
                "settings": {st.name: _setting_summary(results, st) for st in cfg.settings},
                "reference": REFERENCE, "grokked_threshold": GROKKED_ACC, "seconds": seconds,
-               "cpu_seconds_jobs": float(sum(r["cpu_seconds"] for r in results)), "workers": cfg.workers}
+               "cpu_seconds_jobs": float(sum(r["cpu_seconds"] for r in results)),
+               "workers": effective_workers(cfg.workers)}
     env = environment()
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json))
     (out_dir / "curves.json").write_text(json.dumps(

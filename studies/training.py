@@ -51,7 +51,7 @@ from llc_training.train import (TrainConfig, WithSquaredNorm, hutchinson_trace, 
 from llc_training.validity import TrainedLLCSettings, trained_llc  # noqa: E402
 from rasp_models import registry  # noqa: E402
 from studies.common import environment, results_root, scale  # noqa: E402
-from studies.runner import run_jobs  # noqa: E402
+from studies.runner import effective_workers, run_jobs  # noqa: E402
 from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
 from tracr.haiku_to_pytorch import to_torch  # noqa: E402
 
@@ -531,7 +531,7 @@ def run(cfg: TrainingConfig, root: Path) -> dict:
     env = environment()
     compare = next((r["compare"] for r in rows if r.get("compare")), None)
     metrics = {"sweep": {"runs": rows, "statistics": stats}, "curves": curves, "compare": compare,
-               "seconds": seconds, "workers": cfg.workers,
+               "seconds": seconds, "workers": effective_workers(cfg.workers),
                "cpu_seconds_jobs": float(sum(r["cpu_seconds"] for r in rows + list(curves.values())))}
     (root / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json))
     (root / "config.json").write_text(json.dumps({
