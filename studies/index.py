@@ -50,6 +50,9 @@ def _entry(root: Path, experiment: str, tag: str, question: str) -> list:
               f"`{str(env.get('git_commit', ''))[:10]}`" + (" · **dirty tree**" if env.get("dirty") else ""), ""]
     if env.get("dirty"):
         lines += [dirty_warning(), ""]
+    if "dirty" not in env:
+        lines += ["**Warning: this folder records no dirty flag, so it predates the provenance and validity records; "
+                  "its numbers carry no validity verdicts. Regenerate it before relying on it.**", ""]
     figures = sorted(folder.rglob("*.png"))
     tables = sorted(p for p in folder.rglob("*.csv"))
     if figures:

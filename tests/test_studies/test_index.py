@@ -26,3 +26,12 @@ def test_index_links_every_figure_and_says_which_studies_did_not_run(tmp_path):
     assert "dirty tree" in text and "uncommitted changes" in text
     for missing in ("grokking", "training", "ablations"):
         assert f"LLC_EXPERIMENTS={missing} make results" in text
+
+
+def test_a_folder_without_provenance_is_flagged(tmp_path):
+    folder = tmp_path / "ablations"
+    folder.mkdir()
+    (folder / "README.md").write_text("# Q3\n")
+    (folder / "config.json").write_text('{"scale": "quick", "environment": {"git_commit": "900d3ce"}}')
+    text = write_index(tmp_path)
+    assert "records no dirty flag" in text and "see the study's README" in text
