@@ -162,16 +162,27 @@ def figure_ladders(lad: dict, path: Path, title: str) -> None:
         for xi, r in zip(x, rs):
             ax.annotate(f"{r['valid_seeds']}/{r['seeds']}", (xi, r["half_rank"]), fontsize=6, xytext=(2, -9),
                         textcoords="offset points")
-        ax.set_xticks(x, [str(r["knob"]) for r in rs], fontsize=7)
+        labels, knob = _knob_labels([r["knob"] for r in rs])
+        ax.set_xticks(x, labels, fontsize=7)
         t = lad[name]["trend"]
         rho = f"rho={t['spearman_llc']:.2f}, p={t['p_llc']:.2g}" if "spearman_llc" in t else "too few valid"
-        ax.set(title=f"{name}\n{rho}", xlabel="knob", ylabel="LLC")
+        ax.set(title=f"{name}\n{rho}", xlabel=knob, ylabel="LLC (95% t interval over trustworthy seeds)")
+        ax.yaxis.label.set_fontsize(7)
         ax.title.set_fontsize(8)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _knob_labels(knobs: list) -> tuple:
+    """Short tick labels: for size variants (dicts) only the entry that changes along the ladder, and its name."""
+    if not all(isinstance(k, dict) for k in knobs):
+        return [str(k) for k in knobs], "rung (knob value)"
+    varying = [key for key in knobs[0] if len({str(k.get(key)) for k in knobs}) > 1] or list(knobs[0])
+    return ([", ".join(str(k[key]) for key in varying) for k in knobs], " / ".join(varying) +
+            " (others fixed: " + ", ".join(f"{key}={knobs[0][key]}" for key in knobs[0] if key not in varying) + ")")
 
 
 def figure_sharpness(rows: list, path: Path, title: str) -> None:
@@ -192,18 +203,25 @@ def figure_sharpness(rows: list, path: Path, title: str) -> None:
             for r in rs:
                 ax.errorbar(r["value"], r["llc_mean"], yerr=r["llc_std"], fmt="o", color=f"C{i}",
                             mfc=f"C{i}" if r["trustworthy"] else "none", capsize=2)
-            ax.plot(x, [r["bounds"]["half_rank"] for r in rs], ":", color=f"C{i}")
-        values = [r["value"] for r in rows if r["knob"] == knob]
-        if min(values) > 0:
+            ax.plot(x, [_half_rank(r) for r in rs], ":", color=f"C{i}")
+        values = sorted({r["value"] for r in rows if r["knob"] == knob})
+        if min(values) > 0 and len(values) > 1:
             ax.set_xscale("log")
-        else:
-            ax.set_xscale("symlog", linthresh=min([v for v in values if v > 0] or [1.0]))
+        ax.set_xticks(values, [f"{v:g}" for v in values])  # the measured values only: no crowded minor labels
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        if len(values) == 1:
+            ax.set_xlim(values[0] - 1, values[0] + 1)
         ax.set(xlabel=knob, ylabel="LLC (solid), rank/2 (dotted)", title=f"{knob} (hollow: flagged)")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _half_rank(r: dict) -> float:
+    """rank/2 of a knob row: from its bounds (a fresh result) or its flat `half_rank` column (metrics.json)."""
+    return r["bounds"]["half_rank"] if isinstance(r.get("bounds"), dict) else r["half_rank"]
 
 
 def figure_traces(rows: list, path: Path, title: str) -> None:
