@@ -22,17 +22,20 @@ QUESTIONS = (
 )
 
 
-def answer_line(readme: str) -> str:
-    """The first line of text under the README's first heading that contains "answer" (list markers and bold
-    removed); "" when there is none."""
+def answer_line(readme: str, limit: int = 700) -> str:
+    """The README's answer section (under its first heading containing "answer") as one line: its non-empty lines,
+    list markers and bold removed, joined by " · " and cut at `limit` characters; "" when there is none."""
     lines = readme.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("#") and "answer" in line.lower():
+            parts = []
             for text in lines[i + 1:]:
                 if text.startswith("#"):
                     break
                 if text.strip():
-                    return re.sub(r"^[-*]\s+", "", text.strip()).replace("**", "")
+                    parts.append(re.sub(r"^[-*]\s+", "", text.strip()).replace("**", ""))
+            joined = " · ".join(parts)
+            return joined if len(joined) <= limit else joined[:limit].rsplit(" ", 1)[0] + " …"
     return ""
 
 

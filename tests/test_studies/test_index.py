@@ -5,9 +5,10 @@ import json
 from studies.index import answer_line, write_index
 
 
-def test_answer_line_is_the_first_line_under_the_answer_heading():
+def test_answer_line_is_the_answer_section_in_one_line():
     text = "# T\n\nintro\n\n## The answer, plainly\n\n- **Yes**, mostly.\n- second\n\n## Next\n"
-    assert answer_line(text) == "Yes, mostly."
+    assert answer_line(text) == "Yes, mostly. · second"
+    assert answer_line(text, limit=8) == "Yes, …"
     assert answer_line("# T\n\nno such section\n") == ""
 
 
