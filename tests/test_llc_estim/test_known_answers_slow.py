@@ -115,7 +115,9 @@ def _noiseless_dln(scale: float):
 def test_auto_llc_deep_linear_network_after_rescaling_is_47():
     """The stiff known answer: W1 x 10, W2 / 10 leaves lambda = 47 unchanged (Aoyagi 2024), but makes the
     posterior 100x anisotropic. Plain calibrated SGLD gives -30% here. auto_llc, nbeta = 1e5 (the posterior must be
-    cold enough for the log-corrections of a multiplicity-2 singularity to fade): measured 45.4 (-3.5%)."""
+    cold enough for the log-corrections of a multiplicity-2 singularity to fade). Measured 45.4 (-3.5%) in one run,
+    but 40.4 at 8000 steps and 42.2 at 20000 in the latest (flagged by auto_llc itself: below 0.85 x the effective
+    half-rank, R-hat 1.16): this known answer is not reliably met; the test records the criterion."""
     model, data = _noiseless_dln(10.0)
     res = auto_llc(model, data, half_sq_error, localization=1.0, nbeta=1e5, max_steps=8000, progress=False)
     assert res.llc_mean == pytest.approx(47, rel=0.10), (res.llc_per_chain, res.diagnostics["warnings"])
