@@ -44,7 +44,7 @@ from studies.ablation_controls import atoms, atoms_of, count_removed, kink_margi
 from studies.ablation_controls import switch_off_removed_units
 from studies.ablation_measure import finetune, gradient_bias, llc
 from studies.ablations_trained import TrainedConfig, trained_ablations
-from studies.common import environment, results_root, scale
+from studies.common import environment, json_default, results_root, scale
 from studies.runner import run_jobs
 from studies.validity import ValiditySettings
 from tracr.torch_components import components
@@ -445,18 +445,10 @@ def run(cfg: AblationConfig, out: Path) -> dict:
               "readout(w*)|^2); (a): the ablated model's own readout as the target", "dtype": "float64",
               "environment": env}
     report.write(out, metrics, cfg, config)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=json_default))
     print(f"done in {time.time() - t0:.0f} s -> {out}", flush=True)
     return metrics
-
-
-def _json_default(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if hasattr(x, "item"):
-        return x.item()
-    return str(x)
 
 
 def _jsonable(cfg: AblationConfig) -> dict:

@@ -52,6 +52,19 @@ def results_root() -> Path:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def json_default(o):
+    """`json.dumps(..., default=json_default)` for study records: numpy arrays as lists, numpy and torch scalars as
+    numbers, anything else as its `str`."""
+    import numpy as np
+
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    try:
+        return o.item()  # numpy and torch scalars
+    except (AttributeError, ValueError, RuntimeError):
+        return str(o)
+
+
 def rerun_requested() -> bool:
     """`LLC_RERUN=1`: a notebook recomputes its study (at `LLC_SCALE`, into `LLC_RESULTS_DIR`) instead of reading
     the committed results.

@@ -105,8 +105,8 @@ def run(cfg: ComplexityConfig, out_dir: Path) -> dict:
     t0 = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = jobs(cfg)
-    results = run_jobs(run_job, [(j,) for j in todo], cfg.workers,
-                           on_done=lambda i, r: print(f"  [{i + 1}/{len(todo)}] {_label(todo[i], r)}", flush=True))
+    results = run_jobs(run_job, [(j,) for j in todo], cfg.workers, desc="complexity",
+                       describe=lambda args, r: _label(args[0], r))
     table = [r for j, r in zip(todo, results) if isinstance(j, TableJob)]
     rungs = [r for j, r in zip(todo, results) if isinstance(j, RungJob)]
     sharp = [r for j, r in zip(todo, results) if isinstance(j, KnobJob)]

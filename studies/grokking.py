@@ -44,7 +44,7 @@ from llc_training.model import ModAddMLP  # noqa: E402
 from llc_training.train import (TrainConfig, WithSquaredNorm, _load, classification_task, llc_curve,  # noqa: E402
                                 regularised, unregularised)
 from llc_training.validity import TrainedLLCSettings, trained_llc  # noqa: E402
-from studies.common import environment, results_root, scale  # noqa: E402
+from studies.common import environment, json_default, results_root, scale  # noqa: E402
 from studies.runner import effective_workers, run_jobs  # noqa: E402
 from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
 
@@ -504,11 +504,11 @@ def run(cfg: GrokConfig, out_dir: Path) -> dict:
                "cpu_seconds_jobs": float(sum(r["cpu_seconds"] for r in results)),
                "workers": effective_workers(cfg.workers)}
     env = environment()
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
     (out_dir / "curves.json").write_text(json.dumps(
         {f"{r['setting']}/{r['seed']}": {k: r[k] for k in ("steps", "train_loss", "test_loss", "train_acc", "test_acc",
                                                            "grad_norm_regularised", "published", "local")}
-         for r in results}, default=_json))
+         for r in results}, default=json_default))
     (out_dir / "config.json").write_text(json.dumps({
         "scale": scale(), "seed": cfg.seed, "p": cfg.p, "train_frac": cfg.train_frac, "batch_size": cfg.batch_size,
         "settings": [dataclasses.asdict(s) | {"checkpoints": list(s.checkpoints())} for s in cfg.settings],
@@ -518,17 +518,9 @@ def run(cfg: GrokConfig, out_dir: Path) -> dict:
         "local_loss": "cross-entropy + (weight_decay / 2) |w|^2 (the loss Adam with L2 decay minimises)",
         "model": {"d_embed": cfg.d_embed, "d_hidden": cfg.d_hidden}, "acc_drop": cfg.acc_drop, "auto": dataclasses.asdict(cfg.auto), "auto_seeds": cfg.auto_seeds,
         "auto_at": list(cfg.auto_at), "max_lag": cfg.max_lag, "workers": cfg.workers, "dtype_llc": "float64",
-        "dtype_training": "float32", "environment": env, "seconds": seconds}, indent=2, default=_json))
+        "dtype_training": "float32", "environment": env, "seconds": seconds}, indent=2, default=json_default))
     (out_dir / "README.md").write_text(readme(metrics, cfg, env))
     return metrics
-
-
-def _json(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _seed_row(r: dict) -> dict:

@@ -50,7 +50,7 @@ from llc_training.train import (TrainConfig, WithSquaredNorm, hutchinson_trace, 
                                 save_history)
 from llc_training.validity import TrainedLLCSettings, trained_llc  # noqa: E402
 from rasp_models import registry  # noqa: E402
-from studies.common import environment, results_root, scale  # noqa: E402
+from studies.common import environment, json_default, results_root, scale  # noqa: E402
 from studies.runner import effective_workers, run_jobs  # noqa: E402
 from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
 from tracr.haiku_to_pytorch import to_torch  # noqa: E402
@@ -533,7 +533,7 @@ def run(cfg: TrainingConfig, root: Path) -> dict:
     metrics = {"sweep": {"runs": rows, "statistics": stats}, "curves": curves, "compare": compare,
                "seconds": seconds, "workers": effective_workers(cfg.workers),
                "cpu_seconds_jobs": float(sum(r["cpu_seconds"] for r in rows + list(curves.values())))}
-    (root / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json))
+    (root / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
     (root / "config.json").write_text(json.dumps({
         "scale": scale(), "seed": cfg.seed, "sweep_program": cfg.sweep_program,
         "sweep_variant": dict(cfg.sweep_variant), "sweep_sizes": list(cfg.sweep_sizes),
@@ -546,17 +546,9 @@ def run(cfg: TrainingConfig, root: Path) -> dict:
                     "llc": dataclasses.asdict(c.llc) if c.llc else None} for c in cfg.curves],
         "compare": dataclasses.asdict(cfg.compare) if cfg.compare else None,
         "workers": cfg.workers, "dtype_llc": "float64", "environment": env, "seconds": seconds}, indent=2,
-        default=_json))
+        default=json_default))
     (root / "README.md").write_text(readme(metrics, cfg, env))
     return metrics
-
-
-def _json(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 # --- README ---------------------------------------------------------------------------------------------------------
