@@ -6,7 +6,7 @@ between the Hessian bounds; every result carries `diagnostics["trustworthy"]` an
 
 from llc_estim.config import LLCResult, SGLDConfig, SGLDDivergenceError
 from llc_estim.curvature import Curvature, hessian_eigen, llc_bounds
-from llc_estim.diagnostics import Thresholds
+from llc_estim.diagnostics import Thresholds, trace_record
 from llc_estim.precondition import (DiagonalPreconditioner, LowRankPreconditioner, Preconditioner,
                                     curvature_preconditioner, diagonal_preconditioner)
 from llc_estim.sampler import LLCWarning, estimate_llc
@@ -16,4 +16,4 @@ from llc_estim.calibration import CalibrationResult, calibrate
 __all__ = ["SGLDConfig", "LLCResult", "SGLDDivergenceError", "LLCWarning", "Thresholds", "estimate_llc",
            "auto_llc", "AutoSettings", "calibrate", "CalibrationResult", "Curvature", "hessian_eigen", "llc_bounds",
            "Preconditioner", "DiagonalPreconditioner", "LowRankPreconditioner", "curvature_preconditioner",
-           "diagonal_preconditioner"]
+           "diagonal_preconditioner", "trace_record"]

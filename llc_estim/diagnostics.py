@@ -131,3 +131,28 @@ def assess(diag: dict, llc_per_chain: np.ndarray, num_sampled: int, th: Threshol
                        f"{bounds['effective_half_rank']:.4g} of the Hessian at w*: the posterior is not the "
                        "quadratic one near w* (the chains found flatter regions, or have not mixed)")
     return not reasons, reasons
+
+
+def settings_line(cfg, nbeta) -> str:
+    """One line of sampler settings for figure titles: step size, localization, nbeta, batch, chains x draws."""
+    return (f"eps={cfg.step_size:g}, gamma={cfg.localization:g}, nbeta={nbeta:.3g}, batch={cfg.batch_size}, "
+            f"{cfg.num_chains}x{cfg.num_draws} draws, burn-in {cfg.num_burnin}")
+
+
+def trace_record(res, max_points: int | None = 200) -> dict:
+    """The per-chain diagnostics of one `LLCResult`, JSON-friendly, for `llc_estim.plotting.plot_trace_panel` / `plot_trace_grid`.
+
+    The loss over every iteration (burn-in, then draws) and the running Metropolis acceptance are thinned to at
+    most `max_points` per chain (None: all); `burnin` and `stride` keep the iteration axis exact.
+    """
+    full = np.concatenate([res.burnin_trace, res.loss_trace], axis=1)
+    stride = 1 if max_points is None or full.shape[1] <= max_points else int(np.ceil(full.shape[1] / max_points))
+    acc = np.asarray(getattr(res, "acceptance_trace", np.zeros((0, 0))), dtype=float)
+    running = (np.cumsum(acc, axis=1) / np.arange(1, acc.shape[1] + 1)) if acc.size else np.zeros((0, 0))
+    acc_stride = 1 if max_points is None or running.shape[1] <= max_points else int(np.ceil(running.shape[1] / max_points))
+    d = res.diagnostics
+    return {"loss": full[:, ::stride].tolist(), "stride": stride, "burnin": int(res.burnin_trace.shape[1]),
+            "acceptance": running[:, ::acc_stride].tolist(), "acceptance_stride": acc_stride,
+            "init_loss": float(res.init_loss), "llc_mean": float(res.llc_mean), "llc_std": float(res.llc_std),
+            "trustworthy": d.get("trustworthy"), "warnings": list(d.get("warnings", [])),
+            "settings": settings_line(res.config, res.nbeta)}

@@ -8,42 +8,71 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from llc_estim.diagnostics import trace_record  # noqa: E402
 
-def _hp(cfg, nbeta) -> str:
-    return (f"eps={cfg.step_size:g}, gamma={cfg.localization:g}, nbeta={nbeta:.3g}, batch={cfg.batch_size}, "
-            f"{cfg.num_chains}x{cfg.num_draws} draws, burn-in {cfg.num_burnin}")
+
+def _verdict(rec: dict, width: int) -> str:
+    ok = rec.get("trustworthy")
+    if ok is None:
+        return "no verdict"
+    return "trustworthy" if ok else "FLAGGED: " + "; ".join(rec.get("warnings", []))[:width]
+
+
+def plot_trace_panel(ax, rec: dict, title: str = "", acc_ax=None) -> None:
+    """Draw one `trace_record` on `ax`: per-chain loss against iteration with the burn-in shaded and L(w*) dotted;
+    the running acceptance (when the run had Metropolis tests) on `acc_ax`, or dashed on a right-hand twin axis."""
+    loss = np.asarray(rec["loss"], dtype=float)
+    x = np.arange(loss.shape[1]) * rec["stride"]
+    if rec["burnin"]:
+        ax.axvspan(0, rec["burnin"], color="0.9", label="burn-in")
+    for c, row in enumerate(loss):
+        ax.plot(x, row, lw=0.7, label=f"chain {c}")
+    ax.axhline(rec["init_loss"], color="grey", ls=":", lw=0.8, label="L(w*)")
+    ax.set_xlabel("iteration", fontsize=7)
+    ax.set_ylabel("loss at the chain's state", fontsize=7)
+    ax.tick_params(labelsize=6)
+    acc = np.asarray(rec.get("acceptance", []), dtype=float)
+    if acc.size:
+        twin = acc_ax is None
+        a_ax = ax.twinx() if twin else acc_ax
+        xa = np.arange(acc.shape[1]) * rec.get("acceptance_stride", 1)
+        for c, row in enumerate(acc):
+            a_ax.plot(xa, row, lw=0.7, ls="--" if twin else "-", color=f"C{c}", label=f"chain {c}")
+        a_ax.set_ylim(0, 1.02)
+        a_ax.set_ylabel("running acceptance" + (" (dashed)" if twin else ""), fontsize=7)
+        a_ax.set_xlabel("Metropolis test" if not twin else "iteration", fontsize=7)
+        a_ax.tick_params(labelsize=6)
+    ax.set_title(f"{title} LLC = {rec['llc_mean']:.3g} ± {rec['llc_std']:.2g}\n{_verdict(rec, 60)}", fontsize=7)
 
 
 def plot_loss_traces(res, title: str = ""):
     """devinterp-style diagnostics of one estimate: per-chain loss over every iteration with the burn-in shaded and
     L(w*) marked, and (for Metropolis-adjusted or MALA-probed runs) the per-chain running acceptance; the LLC, its
     settings and the verdict in the title."""
-    acc = getattr(res, "acceptance_trace", None)
-    has_acc = acc is not None and np.size(acc) > 0
+    rec = trace_record(res, max_points=None)
+    has_acc = len(rec["acceptance"]) > 0
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 6, 3.5), squeeze=False)
-    ax = axes[0, 0]
-    full = np.concatenate([res.burnin_trace, res.loss_trace], axis=1)
-    burn = res.burnin_trace.shape[1]
-    if burn:
-        ax.axvspan(0, burn, color="0.9", label="burn-in")
-    for c, row in enumerate(full):
-        ax.plot(row, lw=0.7, label=f"chain {c}")
-    ax.axhline(res.init_loss, color="grey", ls=":", lw=0.8, label="L(w*)")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss at the chain's state")
-    ax.legend(fontsize=6)
-    if has_acc:
-        a = np.asarray(acc, dtype=float)
-        running = np.cumsum(a, axis=1) / np.arange(1, a.shape[1] + 1)
-        for c, row in enumerate(running):
-            axes[0, 1].plot(row, lw=0.7, label=f"chain {c}")
-        axes[0, 1].set_ylim(0, 1.02)
-        axes[0, 1].set_xlabel("Metropolis test")
-        axes[0, 1].set_ylabel("running acceptance")
-    verdict = res.diagnostics.get("trustworthy")
-    flag = {True: "trustworthy", False: "FLAGGED: " + "; ".join(res.diagnostics.get("warnings", []))[:90]}.get(
-        verdict, "no verdict")
-    fig.suptitle(f"{title} LLC = {res.llc_mean:.3g} ± {res.llc_std:.2g} ({flag})\n{_hp(res.config, res.nbeta)}",
+    plot_trace_panel(axes[0, 0], rec, acc_ax=axes[0, 1] if has_acc else None)
+    axes[0, 0].set_title("")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(f"{title} LLC = {rec['llc_mean']:.3g} ± {rec['llc_std']:.2g} ({_verdict(rec, 90)})\n"
+                 f"{rec['settings']}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trace_grid(records: list, titles: list, suptitle: str, ncols: int = 3):
+    """One `plot_trace_panel` per (record, title), in a grid, with `suptitle` (the study's settings and n) on top."""
+    if not records:
+        raise ValueError("plot_trace_grid needs at least one trace record")
+    nrows = -(-len(records) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, rec, title in zip(axes.flat, records, titles):
+        plot_trace_panel(ax, rec, title)
+    for ax in list(axes.flat)[len(records):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=5, loc="upper right")
+    fig.suptitle(suptitle + "\nshaded: burn-in; dotted: L(w*); dashed (right axis): running Metropolis acceptance",
                  fontsize=8)
     fig.tight_layout()
     return fig

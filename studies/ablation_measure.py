@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from llc_estim import LLCWarning, auto_llc
+from llc_estim import LLCWarning, auto_llc, trace_record
 from llc_training.train import grad_norm, polish
 
 BASIN_LOSS = 0.05  # research protocol 2: mean draw teacher loss (here: above the loss at the start)
@@ -48,7 +48,7 @@ def llc(model, data, loss_fn, st, *, nbeta: float, draw_metric: Optional[Callabl
     Returns:
         {"llc_mean", "llc_std", "trustworthy", "warnings", "rhat", "acceptance", "draw_metric_min",
          "mean_draw_loss", "half_rank", "effective_half_rank", "half_dim", "sampled", "step_size", "nbeta",
-         "seconds", "ok", "why"}: `ok` is the estimator's verdict and the basin check together, `why` the reasons.
+         "seconds", "ok", "why", "trace"}: `ok` is the estimator's verdict and the basin check together, `why` the reasons.
     """
     gamma = st.localization if localization is None else localization
     with warnings.catch_warnings():  # the verdict is recorded with the number
@@ -71,7 +71,7 @@ def llc(model, data, loss_fn, st, *, nbeta: float, draw_metric: Optional[Callabl
             "half_rank": float(b["half_rank"]), "effective_half_rank": float(b["effective_half_rank"]),
             "half_dim": float(b["half_dim"]), "sampled": int(res.num_sampled_params),
             "step_size": float(res.choices["step_size"]), "nbeta": float(res.nbeta),
-            "seconds": float(res.choices["seconds_total"]), "ok": not why, "why": why}
+            "seconds": float(res.choices["seconds_total"]), "ok": not why, "why": why, "trace": trace_record(res)}
 
 
 def _mask_hooks(model, keep: dict) -> list:

@@ -214,6 +214,7 @@ def _put(out: dict, q: str, est: dict) -> None:
         out[f"{key}_{q}"] = est[key]
     out[f"ok_{q}"] = est["ok"]
     out[f"why_{q}"] = "; ".join(est["why"])
+    out[f"trace_{q}"] = est["trace"]
 
 
 def run_job(job: Job) -> dict:
@@ -298,6 +299,17 @@ def jobs(cfg: AblationConfig) -> list[Job]:
                     out += [Job(program, comp.name, k, mode, q, cfg) for k in range(cfg.controls)
                             for q in cfg.control_quantities]
     return sorted(out, key=lambda j: -j.cost())
+
+
+def split_traces(results: list[dict]) -> list[dict]:
+    """Removes each job's `trace_<q>` record from its result (the tables stay flat) and returns them as
+    [{"program", "component", "control", "mode", "quantity", "trace"}] for the diagnostics figure."""
+    traces = []
+    for r in results:
+        for key in [k for k in r if k.startswith("trace_")]:
+            traces.append({"program": r["program"], "component": r["component"], "control": r["control"],
+                           "mode": r["mode"], "quantity": key[len("trace_"):], "trace": r.pop(key)})
+    return traces
 
 
 def assemble(cfg: AblationConfig, results: list[dict]) -> dict:
@@ -430,6 +442,7 @@ def run(cfg: AblationConfig, out: Path) -> dict:
     todo = jobs(cfg)
     print(f"[1/3] {len(todo)} measurements on {len(cfg.programs)} compiled programs", flush=True)
     results = run_jobs(run_job, [(j,) for j in todo], cfg.workers, desc="ablations", describe=_describe)
+    traces = split_traces(results)
     tables = assemble(cfg, results)
     seconds_compiled = time.time() - t0
     print("[2/3] trained models", flush=True)
@@ -445,6 +458,7 @@ def run(cfg: AblationConfig, out: Path) -> dict:
               "readout(w*)|^2); (a): the ablated model's own readout as the target", "dtype": "float64",
               "environment": env}
     report.write(out, metrics, cfg, config)
+    report.figure_diagnostics(traces, cfg, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
     (out / "config.json").write_text(json.dumps(config, indent=2, default=json_default))
     print(f"done in {time.time() - t0:.0f} s -> {out}", flush=True)

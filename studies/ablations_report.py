@@ -225,6 +225,36 @@ def trained_figure(out: Path, trained: dict) -> None:
     plt.close(fig)
 
 
+def figure_diagnostics(traces: list, cfg: "AblationConfig", out: Path) -> None:
+    """`diagnostics.png` and `traces.json`: devinterp-style per-chain traces (burn-in shaded, running acceptance) of
+    each program's intact estimate and of its first component's (a), (b) and (c) estimates."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llc_estim.plotting import plot_trace_grid
+
+    picked = []
+    for program in cfg.programs:
+        mine = [t for t in traces if t["program"] == program and t["control"] < 0 and t["mode"] == "zero"]
+        first = next((t["component"] for t in mine if t["component"]), None)
+        picked += [t for t in mine if t["component"] in ("", first)]
+    if not picked:
+        return
+    (out / "traces.json").write_text(json.dumps(picked))
+    st = cfg.estimate
+    titles = [f"{t['program']} {t['component'] or 'intact'}{' (' + t['quantity'] + ')' if t['component'] else ''}"
+              for t in picked]
+    fig = plot_trace_grid([t["trace"] for t in picked], titles,
+                          f"Ablation study, auto_llc per estimate: n = {st.n} teacher sequences, nbeta = {st.nbeta:.3g}, "
+                          f"gamma = {st.localization:g}, {st.num_chains} chains, max {st.max_steps} steps", ncols=4)
+    fig.savefig(out / "diagnostics.png", dpi=100)
+    plt.close(fig)
+
+
 def _legend(ax) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=6)
@@ -384,7 +414,8 @@ def readme(metrics: dict, cfg: "AblationConfig", config: dict) -> str:
     lines += ["", "## Files", "", "`<program>.csv`: one row per ablation (`role` intact / component / control), "
               "every quantity with its verdict (`ok_*`, `why_*`), the removed entries and atoms, the kink margin. "
               "`trained_<program>.csv`: the trained-model rows. Figures: `<program>.png`, `summary.png`, "
-              "`trained.png`. `metrics.json`, `config.json` (settings, commit, dirty flag).", ""]
+              "`trained.png`; `diagnostics.png` (per-chain loss with the burn-in shaded and running acceptance of each "
+              "program's intact estimate and its first component's; data in `traces.json`). `metrics.json`, `config.json` (settings, commit, dirty flag).", ""]
     return "\n".join(lines)
 
 

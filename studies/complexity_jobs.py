@@ -59,7 +59,7 @@ def _describe(spec: ProgramSpec, st: ValiditySettings) -> dict:
 
 def _summary(est: dict) -> dict:
     """An estimate without its bulky entries (traces and the Hessian)."""
-    return {k: v for k, v in est.items() if k not in ("loss_trace", "curvature")}
+    return {k: v for k, v in est.items() if k not in ("trace", "curvature")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ class TableJob:
         for key in ("base", "nbeta_x4", "mlp_x10", "qk_x0.1"):
             if row.get(key):
                 if key == "base":
-                    row["trace"] = row[key]["loss_trace"]
+                    row["trace"] = row[key]["trace"]
                 row[key] = _summary(row[key])
         row["descriptors"] = _describe(spec, self.settings)
         return row

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from llc_estim.plotting import plot_trace_grid  # noqa: E402
 from studies.validity import table_row  # noqa: E402
 
 DESCRIPTORS = ("num_params", "layers", "heads", "mlp_width", "residual_width", "primitives")
@@ -225,23 +226,12 @@ def _half_rank(r: dict) -> float:
 
 
 def figure_traces(rows: list, path: Path, title: str) -> None:
-    """devinterp-style diagnostics: per program, per-chain nbeta x (loss - L(w*)) over the draws."""
-    items = [r for r in rows if r.get("trace")]
+    """devinterp-style diagnostics of each program's base estimate: per-chain loss over burn-in and draws with the
+    burn-in shaded, L(w*), and the running Metropolis acceptance (`llc_estim.plotting.plot_trace_grid`)."""
+    items = [r for r in rows if isinstance(r.get("trace"), dict)]
     if not items:
         return
-    cols = 4
-    nrow = math.ceil(len(items) / cols)
-    fig, axes = plt.subplots(nrow, cols, figsize=(3.2 * cols, 2.4 * nrow), squeeze=False)
-    for ax, r in zip(axes.flat, items):
-        tr = np.asarray(r["trace"]) * r["base"]["nbeta"]
-        for c in tr:
-            ax.plot(c, lw=0.6)
-        ax.set_title(f"{r['program']} ({'valid' if r['valid'] else 'invalid'}) acc "
-                     f"{r['base']['acceptance']:.2f}", fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in list(axes.flat)[len(items):]:
-        ax.axis("off")
-    fig.suptitle(title + "  (y: nbeta x (draw loss - L(w*)), x: draw; burn-in and warm-up excluded)", fontsize=8)
-    fig.tight_layout()
+    fig = plot_trace_grid([r["trace"] for r in items],
+                          [f"{r['program']} ({'valid' if r['valid'] else 'invalid'})" for r in items], title, ncols=4)
     fig.savefig(path, dpi=110)
     plt.close(fig)

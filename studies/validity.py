@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from datasets.teacher import TeacherProblem, teacher_problem
-from llc_estim import AutoSettings, LLCWarning, auto_llc
+from llc_estim import AutoSettings, LLCWarning, auto_llc, trace_record
 from rasp_models.base import ProgramSpec, Sharpness
 from tracr.torch_components import rescaled
 
@@ -88,7 +88,7 @@ def estimate(problem: TeacherProblem, st: ValiditySettings, nbeta: float, curvat
             "mean_draw_loss": float(res.loss_trace.mean()), "bounds": res.choices["bounds"],
             "spectrum": res.choices["spectrum"], "step_size": res.choices["step_size"], "nbeta": res.nbeta,
             "n": problem.n, "num_distinct": len(problem.data), "seconds": res.choices["seconds_total"],
-            "loss_trace": res.loss_trace.tolist(), "curvature": res.curvature}
+            "trace": trace_record(res), "curvature": res.curvature}
 
 
 def _rel(a: dict, b: dict) -> float:

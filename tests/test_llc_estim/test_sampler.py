@@ -149,3 +149,27 @@ def test_diagnostic_plot_shades_burn_in_and_shows_acceptance(tmp_path):
     assert len(acc_ax.lines) == 2 and acc_ax.get_ylabel() == "running acceptance"
     assert "LLC =" in fig._suptitle.get_text()
     fig.savefig(tmp_path / "trace.png")
+
+
+def test_trace_record_is_json_thinned_and_plots_in_a_grid(tmp_path):
+    """A study keeps a thinned, JSON-friendly record of each estimate and draws it later: the thinned loss matches
+    the result's every `stride`-th iteration, the burn-in length survives, and the grid shades it per panel."""
+    import json
+
+    from llc_estim.plotting import plot_trace_grid, trace_record
+
+    model, data = linear_regression(4, 300)
+    res = estimate_llc(model, data, mse, SGLDConfig(step_size=1e-4, num_chains=2, num_draws=290, num_burnin=110,
+                                                    metropolis=True, progress=False))
+    rec = json.loads(json.dumps(trace_record(res, max_points=50)))
+    full = np.concatenate([res.burnin_trace, res.loss_trace], axis=1)
+    assert rec["stride"] == 8 and rec["burnin"] == 110
+    np.testing.assert_allclose(rec["loss"], full[:, ::8])
+    assert len(rec["acceptance"]) == 2 and len(rec["acceptance"][0]) <= 50
+    assert rec["llc_mean"] == pytest.approx(res.llc_mean)
+    fig = plot_trace_grid([rec, rec], ["a", "b"], "lin-reg, n=300", ncols=3)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 2 and all(any(p.get_label() == "burn-in" for p in ax.patches) for ax in panels)
+    fig.savefig(tmp_path / "grid.png")
+    with pytest.raises(ValueError):
+        plot_trace_grid([], [], "empty")
