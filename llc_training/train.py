@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from llc_estim import LLCWarning, SGLDConfig, SGLDDivergenceError, calibrate, estimate_llc
+from llc_estim import LLCWarning, SGLDConfig, SGLDDivergenceError, calibrate, estimate_llc, trace_record
 
 Batch = tuple
 
@@ -320,7 +320,8 @@ def llc_curve(model: nn.Module, task: Task, train_data: Batch, hist: History, sg
             (how far the checkpoint is from a minimum of the loss the LLC uses).
 
     Divergences are recorded as NaN with the reason. Returns lists over checkpoints: llc_mean, llc_std,
-    llc_per_chain, acceptance, trustworthy, warnings, draw_acc_min, train_acc (at w*), grad_norm.
+    llc_per_chain, acceptance, trustworthy, warnings, draw_acc_min, train_acc (at w*), grad_norm, and trace (each
+    estimate's `llc_estim.trace_record`, thinned to 100 points per chain; None where it diverged).
     """
     from torch.utils.data import TensorDataset
 
@@ -331,7 +332,7 @@ def llc_curve(model: nn.Module, task: Task, train_data: Batch, hist: History, sg
         probe = probe.to(dtype)
     cast = _caster(dtype)
     out = {k: [] for k in ("llc_mean", "llc_std", "llc_per_chain", "acceptance", "trustworthy", "warnings",
-                           "draw_acc_min", "train_acc", "grad_norm")}
+                           "draw_acc_min", "train_acc", "grad_norm", "trace")}
     for state in tqdm(hist.states, disable=not progress, desc="LLC", leave=False):
         _load(probe, state, dtype)
         acc0 = task.accuracy(outputs_only(probe), cast(train_data))
@@ -350,10 +351,11 @@ def llc_curve(model: nn.Module, task: Task, train_data: Batch, hist: History, sg
             for k in ("llc_mean", "llc_std", "llc_per_chain", "acceptance", "trustworthy", "warnings"):
                 out[k].append(s[k])
             out["draw_acc_min"].append(s["draw_metric_min"])
+            out["trace"].append(trace_record(res, max_points=100))
         except SGLDDivergenceError as err:
             for k, v in (("llc_mean", math.nan), ("llc_std", math.nan), ("llc_per_chain", []),
                          ("acceptance", math.nan), ("trustworthy", False), ("warnings", [f"diverged: {err}"]),
-                         ("draw_acc_min", math.nan)):
+                         ("draw_acc_min", math.nan), ("trace", None)):
                 out[k].append(v)
     return out
 

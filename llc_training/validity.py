@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from llc_estim import (AutoSettings, LLCWarning, SGLDConfig, SGLDDivergenceError, Thresholds, auto_llc,
-                       estimate_llc)
+                       estimate_llc, trace_record)
 from llc_training.train import Task, _accuracy_metric, grad_norm, outputs_only, summarize_result
 
 
@@ -87,7 +87,7 @@ def trained_llc(model: torch.nn.Module, task: Task, train_data: tuple, loss_fn: 
 
     Returns:
         {"llc_mean", "llc_std", "valid", "reasons", "checks", "grad_norm", "train_acc", "auto" (its summary,
-         bounds and choices), "sgld" (the two SGLD summaries), "step_change", "seconds", "settings"}.
+         bounds, choices and `trace_record`), "sgld" (the two SGLD summaries), "step_change", "seconds", "settings"}.
     """
     t0 = time.time()
     data = TensorDataset(*train_data)
@@ -103,7 +103,8 @@ def trained_llc(model: torch.nn.Module, task: Task, train_data: tuple, loss_fn: 
                        progress=False)
     auto = summarize_result(res)
     auto.update(bounds=res.choices.get("bounds"), spectrum=res.choices.get("spectrum"),
-                step_size=res.choices.get("step_size"), seconds=res.choices.get("seconds_total"))
+                step_size=res.choices.get("step_size"), seconds=res.choices.get("seconds_total"),
+                trace=trace_record(res))
     sgld = []
     if st.sgld_step > 0:
         if st.sgld_mode == "whitened":

@@ -10,6 +10,7 @@ import numpy as np
 
 from studies.ablation_stats import fmt_rho
 from studies.report_text import dirty_warning, fmt
+from studies.traces import write_diagnostics
 
 if TYPE_CHECKING:
     from studies.ablations import AblationConfig
@@ -226,33 +227,18 @@ def trained_figure(out: Path, trained: dict) -> None:
 
 
 def figure_diagnostics(traces: list, cfg: "AblationConfig", out: Path) -> None:
-    """`diagnostics.png` and `traces.json`: devinterp-style per-chain traces (burn-in shaded, running acceptance) of
-    each program's intact estimate and of its first component's (a), (b) and (c) estimates."""
-    import json
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from llc_estim.plotting import plot_trace_grid
-
+    """`diagnostics.png` and `traces.json` (`studies.traces`): per-chain traces of each program's intact estimate and
+    of its first component's (a), (b) and (c) estimates."""
     picked = []
     for program in cfg.programs:
         mine = [t for t in traces if t["program"] == program and t["control"] < 0 and t["mode"] == "zero"]
         first = next((t["component"] for t in mine if t["component"]), None)
         picked += [t for t in mine if t["component"] in ("", first)]
-    if not picked:
-        return
-    (out / "traces.json").write_text(json.dumps(picked))
     st = cfg.estimate
-    titles = [f"{t['program']} {t['component'] or 'intact'}{' (' + t['quantity'] + ')' if t['component'] else ''}"
-              for t in picked]
-    fig = plot_trace_grid([t["trace"] for t in picked], titles,
-                          f"Ablation study, auto_llc per estimate: n = {st.n} teacher sequences, nbeta = {st.nbeta:.3g}, "
-                          f"gamma = {st.localization:g}, {st.num_chains} chains, max {st.max_steps} steps", ncols=4)
-    fig.savefig(out / "diagnostics.png", dpi=100)
-    plt.close(fig)
+    write_diagnostics([(f"{t['program']} {t['component'] + ' (' + t['quantity'] + ')' if t['component'] else 'intact'}",
+                        t["trace"]) for t in picked], out,
+                      f"Ablation study, auto_llc per estimate: n = {st.n} teacher sequences, nbeta = {st.nbeta:.3g}, "
+                      f"gamma = {st.localization:g}, {st.num_chains} chains, max {st.max_steps} steps")
 
 
 def _legend(ax) -> None:

@@ -122,7 +122,7 @@ def run(cfg: ComplexityConfig, out_dir: Path) -> dict:
     sweep_setting = (f"gamma={sw.localization:g}, nbeta={sw.nbeta:g}, n={sw.n}, {sw.max_steps} steps x "
                      f"{sw.num_chains} chains")
     report.figure_bounds(table, out_dir / "llc_vs_rank.png", f"Compiled programs: LLC vs rank/2 ({setting})")
-    report.figure_traces(table, out_dir / "loss_traces.png", f"Base estimate of each checked program ({setting})")
+    report.figure_traces(table, out_dir, f"Base estimate of each checked program ({setting})")
     if stats_ladders:
         report.figure_ladders(stats_ladders, out_dir / "ladders.png", f"Complexity ladders, {len(cfg.seeds)} seeds "
                               f"per rung ({sweep_setting})")

@@ -65,7 +65,9 @@ def readme(table: list, st: dict, ladders: dict, sharp: list, cfg, env: dict, se
                      f"{_mark(c.get('basin'))} | {_mark(c.get('nbeta'))} | {_mark(c.get('reparam'))} | "
                      f"{_mark(c.get('bounds'))} | {_mark(c.get('rhat'))} | {'yes' if r['valid'] else '**no**'} | "
                      f"{r.get('reason', '') or ''} |")
-    lines += ["", "![LLC vs rank/2](llc_vs_rank.png)", "", "Per-chain diagnostics of each base estimate (loss with the burn-in shaded, running acceptance): [loss_traces.png](loss_traces.png).", ""]
+    lines += ["", "![LLC vs rank/2](llc_vs_rank.png)", "",
+              "Per-chain diagnostics of each base estimate (loss with the burn-in shaded, running acceptance): "
+              "[diagnostics.png](diagnostics.png) (data in `traces.json`).", ""]
     lines += _ladder_section(ladders)
     lines += _sharp_section(sharp)
     lines += ["## Files", "", "`llc_table.csv` (one row per program, every check), `ladders.csv`, `knobs.csv`, "

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from llc_estim.plotting import plot_trace_grid  # noqa: E402
+from studies.traces import write_diagnostics  # noqa: E402
 from studies.validity import table_row  # noqa: E402
 
 DESCRIPTORS = ("num_params", "layers", "heads", "mlp_width", "residual_width", "primitives")
@@ -225,13 +225,8 @@ def _half_rank(r: dict) -> float:
     return r["bounds"]["half_rank"] if isinstance(r.get("bounds"), dict) else r["half_rank"]
 
 
-def figure_traces(rows: list, path: Path, title: str) -> None:
-    """devinterp-style diagnostics of each program's base estimate: per-chain loss over burn-in and draws with the
-    burn-in shaded, L(w*), and the running Metropolis acceptance (`llc_estim.plotting.plot_trace_grid`)."""
-    items = [r for r in rows if isinstance(r.get("trace"), dict)]
-    if not items:
-        return
-    fig = plot_trace_grid([r["trace"] for r in items],
-                          [f"{r['program']} ({'valid' if r['valid'] else 'invalid'})" for r in items], title, ncols=4)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def figure_traces(rows: list, out_dir: Path, title: str) -> None:
+    """`diagnostics.png` and `traces.json` (`studies.traces`): per-chain loss over burn-in and draws with the burn-in
+    shaded, L(w*) and the running Metropolis acceptance of each checked program's base estimate."""
+    write_diagnostics([(f"{r['program']} ({'valid' if r['valid'] else 'invalid'})", r["trace"]) for r in rows
+                       if isinstance(r.get("trace"), dict)], out_dir, title)

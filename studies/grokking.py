@@ -47,6 +47,7 @@ from llc_training.validity import TrainedLLCSettings, trained_llc  # noqa: E402
 from studies.common import environment, json_default, results_root, scale  # noqa: E402
 from studies.runner import effective_workers, run_jobs  # noqa: E402
 from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
+from studies.traces import write_diagnostics  # noqa: E402
 
 # The reference curve (Timaeus' example, published SGLD setting, 100 checkpoints every 250 steps)
 REFERENCE = {"llc_start": 21.0, "llc_peak": 49.0, "llc_after": (22.0, 24.0), "peak_checkpoint": 10, "every": 250}
@@ -230,6 +231,7 @@ def run_seed(job: SeedJob) -> dict:
             res = trained_llc(model, task, train_data, reg, dataclasses.replace(job.auto, nbeta=local_cfg.nbeta))
             res["checkpoint"], res["step"] = i, hist.steps[i]
             out["auto"][where] = res
+    out["traces"] = _traces(out, loc, pub)
     out["seconds_train"], out["seconds"] = t_train, time.time() - t0
     out["cpu_seconds"] = time.process_time() - c0
     return out
@@ -248,6 +250,22 @@ def _draws_probe(job: SeedJob, hist, wrapped, task, train_data, loss, r: dict) -
         out.append({"draws": draws, "step": hist.steps[i], "llc_mean": c["llc_mean"][0], "llc_std": c["llc_std"][0],
                     "trustworthy": c["trustworthy"][0], "warnings": c["warnings"][0]})
     return out
+
+
+def _traces(r: dict, loc: dict, pub: Optional[dict]) -> list:
+    """[(title, trace_record)] of one seed: the local curve at its first, peak and last checkpoints, the published
+    curve at its peak, and the auto_llc checks."""
+    steps, out = r["steps"], []
+    picks: dict = {}  # checkpoint -> names, so that a peak at the first or last checkpoint is drawn once
+    for name, i in (("first", 0), ("peak", r["events"]["llc_local"]["index"]["peak"]), ("last", len(steps) - 1)):
+        if i is not None:
+            picks.setdefault(i, []).append(name)
+    out += [(f"local, {' = '.join(names)} (step {steps[i]})", loc["trace"][i]) for i, names in sorted(picks.items())]
+    i = r["events"]["llc_published"]["index"]["peak"] if pub else None
+    if i is not None:
+        out.append((f"published, peak (step {steps[i]})", pub["trace"][i]))
+    out += [(f"auto_llc, {where} (step {a['step']})", a["auto"]["trace"]) for where, a in r["auto"].items()]
+    return [(f"{r['setting']} seed {r['seed']}: {t}", rec) for t, rec in out]
 
 
 def _curve(c: dict) -> dict:
@@ -493,6 +511,11 @@ def run(cfg: GrokConfig, out_dir: Path) -> dict:
         if st.published:
             plot_seeds(results, st, cfg, out_dir / f"published_{st.name}.png", curve="published")
     plot_lead_lag(ll, cfg, out_dir / "lead_lag.png")
+    first = {st.name: st.seeds[0] for st in cfg.settings if st.seeds}
+    write_diagnostics([item for r in results if first.get(r["setting"]) == r["seed"] for item in r.pop("traces")],
+                      out_dir, f"Grokking, per-chain diagnostics of the first seed of each setting (p = {cfg.p}, "
+                      f"train fraction {cfg.train_frac:g}; local: nbeta = {cfg.local_beta:g} x n, "
+                      f"published: nbeta = {cfg.published.nbeta}, gamma = {cfg.published.localization:g})", ncols=4)
     seconds = time.time() - t0
     per_seed = {f"{r['setting']}/{r['seed']}": _seed_row(r) for r in results}
     probes = [{"key": f"{r['setting']}/{r['seed']}", "draws_probe": r["draws_probe"]} for r in results
@@ -598,7 +621,9 @@ def readme(m: dict, cfg: GrokConfig, env: dict) -> str:
     lines += _validity_lines(m, cfg)
     lines += ["", "Figures: `seeds_<setting>.png` (every seed: the local LLC curve, the losses, the turns, the auto_llc "
               "checks), `published_<setting>.png` (the published-setting curve against the reference's levels), "
-              "`lead_lag.png`. "
+              "`lead_lag.png`, `diagnostics.png` (per-chain loss with the burn-in shaded and running acceptance of "
+              "the first seed's estimates at its first, peak and last checkpoints and of the auto_llc checks; data in "
+              "`traces.json`). "
               "Numbers: `metrics.json`; curves: `curves.json`; settings: `config.json`.", ""]
     return "\n".join(lines)
 

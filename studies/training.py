@@ -53,6 +53,7 @@ from rasp_models import registry  # noqa: E402
 from studies.common import environment, json_default, results_root, scale  # noqa: E402
 from studies.runner import effective_workers, run_jobs  # noqa: E402
 from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
+from studies.traces import write_diagnostics  # noqa: E402
 from tracr.haiku_to_pytorch import to_torch  # noqa: E402
 
 PREDICTORS = ("llc", "llc_over_n", "train_loss", "weight_norm", "hessian_trace")
@@ -223,6 +224,7 @@ def run_sweep_job(job: SweepJob) -> dict:
                                                                          res["reasons"])
     out["llc_over_n"] = res["llc_mean"] / job.n_train
     out["llc_detail"] = _slim(res)
+    out["traces"] = [(f"sweep n={job.n_train} seed {job.seed}: auto_llc", res["auto"]["trace"])]
     out["grad_norm"] = res["grad_norm"]
     t1 = time.time()
     out["compare"] = (compare_compiled(spec, compiled, model, tr[: job.n_train][: job.compare.n], job.compare,
@@ -234,9 +236,9 @@ def run_sweep_job(job: SweepJob) -> dict:
 
 
 def _slim(res: dict) -> dict:
-    """A `trained_llc` result without its per-chain lists."""
+    """A `trained_llc` result without its per-chain lists and trace record."""
     keep = {k: v for k, v in res.items() if k not in ("auto", "sgld")}
-    keep["auto"] = {k: v for k, v in res["auto"].items() if k != "llc_per_chain"}
+    keep["auto"] = {k: v for k, v in res["auto"].items() if k not in ("llc_per_chain", "trace")}
     keep["sgld"] = [{k: v for k, v in s.items() if k != "llc_per_chain"} for s in res["sgld"]]
     return keep
 
@@ -338,9 +340,12 @@ def run_curve_job(job: CurveJob, out_dir: str) -> dict:
     res["llc_curve_final"] = {"llc/mean": curve["llc_mean"][-1], "llc/std": curve["llc_std"][-1],
                               "trustworthy": curve["trustworthy"][-1]}
     res["curve_trustworthy"] = int(sum(curve["trustworthy"]))
-    res["final_llc"] = (_slim(_quiet_call(trained_llc, wrapped, task, tr64, reg,
-                                          dataclasses.replace(job.llc, nbeta=nbeta)))
-                        if job.llc is not None and res["num_params"] <= job.llc.dense_max else None)
+    final = (_quiet_call(trained_llc, wrapped, task, tr64, reg, dataclasses.replace(job.llc, nbeta=nbeta))
+             if job.llc is not None and res["num_params"] <= job.llc.dense_max else None)
+    res["final_llc"] = _slim(final) if final else None
+    res["traces"] = [(f"curve {job.name}: SGLD at step {hist.steps[i]}", curve["trace"][i])
+                     for i in sorted({0, len(hist.steps) - 1})]
+    res["traces"] += [(f"curve {job.name}: auto_llc at the end", final["auto"]["trace"])] if final else []
     res["llc/mean"] = res["final_llc"]["llc_mean"] if res["final_llc"] else curve["llc_mean"][-1]
     res["llc/std"] = res["final_llc"]["llc_std"] if res["final_llc"] else curve["llc_std"][-1]
     res["lead_lag"] = curve_lead_lag(curve["llc_mean"], hist.val_loss, job.max_lag)
@@ -527,6 +532,11 @@ def run(cfg: TrainingConfig, root: Path) -> dict:
     stats = sweep_statistics(rows, cfg.seed)
     root.mkdir(parents=True, exist_ok=True)
     plot_sweep(rows, stats, cfg, root / "sweep.png")
+    traces = [t for r in curves.values() for t in r.pop("traces")]
+    traces += [t for r in rows for t in r.pop("traces") if r["seed"] == cfg.sweep_seeds[0]]
+    write_diagnostics(traces, root, f"Trained models, per-chain diagnostics: the sweep's first seed at every size "
+                      f"({cfg.sweep_program}, auto_llc) and the curve runs (SGLD at the first and last checkpoint, "
+                      "auto_llc at the end)", ncols=3)
     seconds = time.time() - t0
     env = environment()
     compare = next((r["compare"] for r in rows if r.get("compare")), None)
@@ -602,7 +612,8 @@ def readme(m: dict, cfg: TrainingConfig, env: dict) -> str:
               "step-size agreement); the others are flagged above with their reasons and drawn hollow in `sweep.png`.",
               ""]
     lines += _curve_lines(m, cfg)
-    lines += ["", "Figures: `sweep.png`, `<run>/training_llc.png`. Numbers: `metrics.json`; settings: `config.json`; "
+    lines += ["", "Figures: `sweep.png`, `<run>/training_llc.png`, `diagnostics.png` (per-chain loss with the burn-in "
+              "shaded and running acceptance; data in `traces.json`). Numbers: `metrics.json`; settings: `config.json`; "
               "curves: `<run>/curves.json`.", ""]
     return "\n".join(lines)
 

@@ -84,4 +84,6 @@ def test_notebook_reruns_its_study_at_smoke_scale_outside_results(path, tmp_path
     before = _results_digest()
     nb = _execute(path, tmp_path)
     assert (tmp_path / EXPERIMENT[path.name] / "metrics.json").exists()
+    # every study draws devinterp-style per-chain diagnostics (burn-in shaded, acceptance) of its estimates
+    assert (tmp_path / EXPERIMENT[path.name] / "diagnostics.png").exists()
     assert _images(nb) >= 1 and _results_digest() == before

@@ -27,8 +27,13 @@ def test_grokking_study_writes_every_seed_and_the_lead_lag(tmp_path):
         auto_settings=("reference",), draws_probe=(10,))
     m = grokking.run(cfg, tmp_path)
     assert set(m["per_seed"]) == {"reference/0", "reference/1"}
-    for f in ("seeds_reference.png", "lead_lag.png", "curves.json", "metrics.json"):
+    for f in ("seeds_reference.png", "lead_lag.png", "curves.json", "metrics.json", "diagnostics.png"):
         assert (tmp_path / f).stat().st_size > 0
+    traces = json.loads((tmp_path / "traces.json").read_text())  # first seed: local first/peak/last, published, auto
+    kinds = [t["title"].split(": ")[1].split(" (")[0] for t in traces]
+    assert kinds[0].startswith("local, first") and kinds[-2:] == ["published, peak", "auto_llc, final"]
+    assert "peak" in " ".join(kinds[:-2]) and "last" in " ".join(kinds[:-2])
+    assert all(t["trace"]["burnin"] > 0 and len(t["trace"]["loss"]) == cfg.local.num_chains for t in traces[:-2])
     text, config = _check_readme(tmp_path)
     assert "Lead-lag" in text and "Holm" in text and "event timing" in text
     curves = json.loads((tmp_path / "curves.json").read_text())
@@ -54,8 +59,11 @@ def tiny_training(tmp_path_factory):
 def test_training_study_writes_the_sweep_curves_and_comparison(tiny_training):
     m, out = tiny_training
     assert len(m["sweep"]["runs"]) == 1
-    for f in ("sweep.png", "fractok/training_llc.png", "fractok/curves.json", "fractok/final_model.pt"):
+    for f in ("sweep.png", "fractok/training_llc.png", "fractok/curves.json", "fractok/final_model.pt",
+              "diagnostics.png"):
         assert (out / f).stat().st_size > 0
+    titles = [t["title"] for t in json.loads((out / "traces.json").read_text())]
+    assert any("sweep" in t for t in titles) and any("curve fractok: SGLD" in t for t in titles)
     text, _ = _check_readme(out)
     for row in m["sweep"]["runs"]:  # every LLC is valid or says why not
         assert row["llc_valid"] or row["llc_reasons"]
