@@ -262,6 +262,11 @@ def _llc(r: dict, q: str) -> str:
     return f"{r[f'llc_{q}']:.1f} ± {r[f'llc_{q}_std']:.1f}{'' if r.get(f'ok_{q}') else ' (flagged)'}"
 
 
+def _direction(change: float) -> str:
+    """"lowers" / "raises" / "leaves unchanged" for a relative change (within 1% counts as unchanged)."""
+    return "leaves unchanged" if abs(change) < 0.01 else ("lowers" if change < 0 else "raises")
+
+
 def answer(metrics: dict) -> list[str]:
     """The plain answer to Q3, from the pooled (stratified) statistics, and how sure it is."""
     s = metrics["statistics"]
@@ -280,9 +285,10 @@ def answer(metrics: dict) -> list[str]:
     eff = pooled["effect_a_vs_acc_drop"]
     lines = []
     if d_comp and d_ctrl:
-        lines.append(f"- **Removing a component lowers the LLC of what is left, and so does removing as many weights at "
-                     f"random.** Median change of the LLC (a) relative to the intact model: {np.median(d_comp):+.0%} "
-                     f"for components, {np.median(d_ctrl):+.0%} for their random controls.")
+        mc, mr = float(np.median(d_comp)), float(np.median(d_ctrl))
+        lines.append(f"- **Removing a component {_direction(mc)} the LLC of what is left (median), and removing as many "
+                     f"weights at random {_direction(mr)} it.** Median change of the LLC (a) relative to the intact "
+                     f"model: {mc:+.0%} for components, {mr:+.0%} for their random controls.")
     lines.append(f"- **Against its own controls**, a component's LLC (a) was below the controls' mean in "
                  f"{sign['negative']} and above it in {sign['positive']} of {sign['negative'] + sign['positive']} "
                  f"components (two-sided sign test p = {fmt(sign['p'], '.2g')}); {len(strong)} of {len(rows)} "
