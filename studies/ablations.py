@@ -457,10 +457,11 @@ def run(cfg: AblationConfig, out: Path) -> dict:
     config = {"scale": scale(), **_jsonable(cfg), "loss": "teacher loss (mean over real positions of |readout(w) - "
               "readout(w*)|^2); (a): the ablated model's own readout as the target", "dtype": "float64",
               "environment": env}
-    report.write(out, metrics, cfg, config)
-    report.figure_diagnostics(traces, cfg, out)
+    # the numbers first: a failing figure must not lose an hour of measurements (`report.write` redraws from them)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
     (out / "config.json").write_text(json.dumps(config, indent=2, default=json_default))
+    report.figure_diagnostics(traces, cfg, out)
+    report.write(out, metrics, cfg, config)
     print(f"done in {time.time() - t0:.0f} s -> {out}", flush=True)
     return metrics
 

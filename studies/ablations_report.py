@@ -163,13 +163,12 @@ def summary_figure(out: Path, metrics: dict) -> None:
         for j, (key, color) in enumerate((("delta_a_vs_acc_drop", "tab:blue"), ("delta_a_vs_func_change", "tab:red"))):
             s = per[name][key]
             if _finite(s["rho"]):
-                lo, hi = s["ci95"]
-                yerr = None
-                if _finite(lo) and _finite(hi):
-                    yerr = [[s["rho"] - lo], [hi - s["rho"]]]
-                ax.errorbar([k + 0.15 * (2 * j - 1)], [s["rho"]], yerr=yerr, fmt="o", color=color, capsize=3,
-                            label=("rho(LLC change (a), accuracy drop)" if j == 0 else
-                                   "rho(LLC change (a), function change)") if k == 0 else None)
+                x, (lo, hi) = k + 0.15 * (2 * j - 1), s["ci95"]
+                if _finite(lo) and _finite(hi):  # a percentile-bootstrap interval need not contain rho
+                    ax.vlines([x], [lo], [hi], color=color, lw=1)
+                ax.plot([x], [s["rho"]], "o", color=color,
+                        label=("rho(LLC change (a), accuracy drop)" if j == 0 else
+                               "rho(LLC change (a), function change)") if k == 0 else None)
             else:
                 ax.scatter([k + 0.15 * (2 * j - 1)], [0], marker="$?$", color=color)
     pooled = metrics["statistics"]["pooled_stratified"]["delta_a_vs_acc_drop"]
