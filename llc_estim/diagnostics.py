@@ -143,16 +143,19 @@ def trace_record(res, max_points: int | None = 200) -> dict:
     """The per-chain diagnostics of one `LLCResult`, JSON-friendly, for `llc_estim.plotting.plot_trace_panel` / `plot_trace_grid`.
 
     The loss over every iteration (burn-in, then draws) and the running Metropolis acceptance are thinned to at
-    most `max_points` per chain (None: all); `burnin` and `stride` keep the iteration axis exact.
+    most `max_points` per chain (None: all); `burnin`, `stride` and `acceptance_stride` (iterations between two
+    kept acceptance values, the test interval included) keep the iteration axis exact.
     """
     full = np.concatenate([res.burnin_trace, res.loss_trace], axis=1)
     stride = 1 if max_points is None or full.shape[1] <= max_points else int(np.ceil(full.shape[1] / max_points))
     acc = np.asarray(getattr(res, "acceptance_trace", np.zeros((0, 0))), dtype=float)
     running = (np.cumsum(acc, axis=1) / np.arange(1, acc.shape[1] + 1)) if acc.size else np.zeros((0, 0))
     acc_stride = 1 if max_points is None or running.shape[1] <= max_points else int(np.ceil(running.shape[1] / max_points))
+    # iterations between Metropolis tests: every iteration for Metropolis runs, every `mala_every` for SGLD's probe
+    every = 1 if res.config.metropolis else max(int(res.config.mala_every or 1), 1)
     d = res.diagnostics
     return {"loss": full[:, ::stride].tolist(), "stride": stride, "burnin": int(res.burnin_trace.shape[1]),
-            "acceptance": running[:, ::acc_stride].tolist(), "acceptance_stride": acc_stride,
+            "acceptance": running[:, ::acc_stride].tolist(), "acceptance_stride": acc_stride * every,
             "init_loss": float(res.init_loss), "llc_mean": float(res.llc_mean), "llc_std": float(res.llc_std),
             "trustworthy": d.get("trustworthy"), "warnings": list(d.get("warnings", [])),
             "settings": settings_line(res.config, res.nbeta)}

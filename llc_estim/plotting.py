@@ -40,7 +40,7 @@ def plot_trace_panel(ax, rec: dict, title: str = "", acc_ax=None) -> None:
             a_ax.plot(xa, row, lw=0.7, ls="--" if twin else "-", color=f"C{c}", label=f"chain {c}")
         a_ax.set_ylim(0, 1.02)
         a_ax.set_ylabel("running acceptance" + (" (dashed)" if twin else ""), fontsize=7)
-        a_ax.set_xlabel("Metropolis test" if not twin else "iteration", fontsize=7)
+        a_ax.set_xlabel("iteration", fontsize=7)
         a_ax.tick_params(labelsize=6)
     ax.set_title(f"{title} LLC = {rec['llc_mean']:.3g} ± {rec['llc_std']:.2g}\n{_verdict(rec, 60)}", fontsize=7)
 

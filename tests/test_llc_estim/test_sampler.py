@@ -173,3 +173,11 @@ def test_trace_record_is_json_thinned_and_plots_in_a_grid(tmp_path):
     fig.savefig(tmp_path / "grid.png")
     with pytest.raises(ValueError):
         plot_trace_grid([], [], "empty")
+    # SGLD's MALA probe runs every `mala_every` iterations: its acceptance is placed at those iterations
+    probe = estimate_llc(model, data, mse, SGLDConfig(step_size=1e-4, num_chains=2, num_draws=100, num_burnin=20,
+                                                      mala_every=5, progress=False))
+    rec = trace_record(probe)
+    assert len(rec["acceptance"][0]) == 24 and rec["acceptance_stride"] == 5  # tests at 0, 5, ..., 115
+    xs = plot_trace_grid([rec], ["sgld"], "probe").axes
+    acc_lines = [ln for ax in xs for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert acc_lines and max(acc_lines[0].get_xdata()) == 115
