@@ -19,17 +19,20 @@ def _verdict(rec: dict, width: int) -> str:
 
 
 def plot_trace_panel(ax, rec: dict, title: str = "", acc_ax=None) -> None:
-    """Draw one `trace_record` on `ax`: per-chain loss against iteration with the burn-in shaded and L(w*) dotted;
-    the running acceptance (when the run had Metropolis tests) on `acc_ax`, or dashed on a right-hand twin axis."""
-    loss = np.asarray(rec["loss"], dtype=float)
-    x = np.arange(loss.shape[1]) * rec["stride"]
+    """Draw one `trace_record` on `ax`: per-chain excess loss L(w_t) - L(w*) against iteration (the quantity whose
+    mean times nbeta is the LLC; also readable where L(w*) dwarfs the fluctuations) with the burn-in shaded and 0,
+    i.e. L(w*), dotted; the running acceptance (when the run had Metropolis tests) on `acc_ax`, or dashed on a
+    right-hand twin axis."""
+    excess = np.asarray(rec["loss"], dtype=float) - rec["init_loss"]
+    x = np.arange(excess.shape[1]) * rec["stride"]
     if rec["burnin"]:
         ax.axvspan(0, rec["burnin"], color="0.9", label="burn-in")
-    for c, row in enumerate(loss):
+    for c, row in enumerate(excess):
         ax.plot(x, row, lw=0.7, label=f"chain {c}")
-    ax.axhline(rec["init_loss"], color="grey", ls=":", lw=0.8, label="L(w*)")
+    ax.axhline(0.0, color="grey", ls=":", lw=0.8, label=f"L(w*) = {rec['init_loss']:.3g}")
     ax.set_xlabel("iteration", fontsize=7)
-    ax.set_ylabel("loss at the chain's state", fontsize=7)
+    ax.set_ylabel("L(w) - L(w*) at the chain's state", fontsize=7)
+    ax.yaxis.get_offset_text().set_fontsize(6)
     ax.tick_params(labelsize=6)
     acc = np.asarray(rec.get("acceptance", []), dtype=float)
     if acc.size:
@@ -42,7 +45,8 @@ def plot_trace_panel(ax, rec: dict, title: str = "", acc_ax=None) -> None:
         a_ax.set_ylabel("running acceptance" + (" (dashed)" if twin else ""), fontsize=7)
         a_ax.set_xlabel("iteration", fontsize=7)
         a_ax.tick_params(labelsize=6)
-    ax.set_title(f"{title} LLC = {rec['llc_mean']:.3g} ± {rec['llc_std']:.2g}\n{_verdict(rec, 60)}", fontsize=7)
+    ax.set_title(f"{title} LLC = {rec['llc_mean']:.3g} ± {rec['llc_std']:.2g}\n{_verdict(rec, 60)}", fontsize=7,
+                 pad=9)  # clear of the y axis's offset text
 
 
 def plot_loss_traces(res, title: str = ""):
@@ -72,9 +76,11 @@ def plot_trace_grid(records: list, titles: list, suptitle: str, ncols: int = 3):
     for ax in list(axes.flat)[len(records):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=5, loc="upper right")
-    fig.suptitle(suptitle + "\nshaded: burn-in; dotted: L(w*); dashed (right axis): running Metropolis acceptance",
+    fig.suptitle(suptitle + "\ny: L(w) - L(w*) per chain; shaded: burn-in; dashed (right axis): running Metropolis "
+                 "acceptance",
                  fontsize=8)
-    fig.tight_layout()
+    lines = suptitle.count("\n") + 2
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.16 * lines + 0.08) / fig.get_figheight()))  # panels below the suptitle
     return fig
 
 

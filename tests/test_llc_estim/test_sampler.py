@@ -171,6 +171,14 @@ def test_trace_record_is_json_thinned_and_plots_in_a_grid(tmp_path):
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert len(panels) == 2 and all(any(p.get_label() == "burn-in" for p in ax.patches) for ax in panels)
     fig.savefig(tmp_path / "grid.png")
+    # the panels draw L(w) - L(w*): readable even where L(w*) dwarfs the fluctuations (no offset-text clash)
+    chain0 = next(ln for ln in panels[0].lines if ln.get_label() == "chain 0")
+    np.testing.assert_allclose(chain0.get_ydata(), np.asarray(rec["loss"][0]) - rec["init_loss"])
+    # a tall grid's panels sit below its suptitle (a plain tight_layout let the first row's titles overlap it)
+    tall = plot_trace_grid([rec] * 24, [f"panel {i}" for i in range(24)], "lin-reg, n=300", ncols=4)
+    tall.canvas.draw()
+    title_bottom = tall._suptitle.get_window_extent().y0
+    assert all(ax.title.get_window_extent().y1 <= title_bottom for ax in tall.axes if ax.get_title())
     with pytest.raises(ValueError):
         plot_trace_grid([], [], "empty")
     # SGLD's MALA probe runs every `mala_every` iterations: its acceptance is placed at those iterations
