@@ -136,5 +136,5 @@ def fmt_rho(s: Optional[dict]) -> str:
         return "n/a (" + ((s or {}).get("reason") or "not computed") + ")"
     ci = s.get("ci95", [math.nan, math.nan])
     ci_txt = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if all(math.isfinite(v) for v in ci) else "interval n/a"
-    extra = f", p = {s['p_perm']:.3f} (stratified permutation)" if "p_perm" in s else ""
+    extra = f", p = {s['p_perm']:.2g} (stratified permutation)" if "p_perm" in s else ""
     return f"{s['rho']:.2f} {ci_txt}, n = {s['n']}{extra}"

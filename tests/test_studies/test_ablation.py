@@ -123,3 +123,14 @@ def test_trained_models_are_ablated_by_the_same_code(fractok, mode):
         mean_old = (model.run_with_cache(ids)[1][hook] * real).sum((0, 1)) / real.sum()
         mean_new = (new.run_with_cache(ids)[1][hook] * real).sum((0, 1)) / real.sum()
         torch.testing.assert_close(mean_new, mean_old)
+
+
+def test_stratified_permutation_p_is_never_printed_as_zero():
+    """Two programs, each a perfect monotone relation: no permutation of 2,000 beats it, so p = 1/2001, which the
+    README must print as such (it printed `p = 0.000`)."""
+    from studies.ablation_stats import fmt_rho, stratified_spearman
+
+    x = list(range(8)) * 2
+    s = stratified_spearman(x, [2 * v for v in x], ["a"] * 8 + ["b"] * 8, reps=2000)
+    assert s["rho"] == pytest.approx(1.0) and s["p_perm"] == pytest.approx(1 / 2001)
+    assert "p = 0.0005 (stratified permutation)" in fmt_rho(s)
