@@ -48,7 +48,8 @@ def _clipped(ax, xs, ys, lims, **kw):
             continue
         edge, marker = (hi, "^") if y > hi else (lo, "v")
         ax.scatter([x], [edge], marker=marker, color=kw.get("color", "k"), s=40, zorder=4)
-        ax.annotate(f"{y:.3g}", (x, edge), fontsize=6, ha="center", va="bottom" if y > hi else "top")
+        ax.annotate(f"{y:.3g}", (x, edge), xytext=(0, -7 if y > hi else 7), textcoords="offset points", fontsize=6,
+                    ha="center", va="top" if y > hi else "bottom")  # inside the axes, clear of the tick labels
 
 
 def program_figure(out: Path, program: str, rows: list, cfg: "AblationConfig") -> None:
@@ -107,7 +108,13 @@ def program_figure(out: Path, program: str, rows: list, cfg: "AblationConfig") -
     ax = axes[2]
     vals = [r.get(k) for r in comps for k in ("llc_b", "llc_c")] + \
         [c.get(k) for cs in ctrl.values() for c in cs for k in ("llc_b", "llc_c")]
-    lims = _limits(vals + [intact["llc_intact"]])
+    finite = np.abs([v for v in vals + [intact["llc_intact"]] if _finite(v)])
+    wide = len(finite) > 0 and finite.max() > 1e3 and finite.min() < finite.max() / 100
+    if wide:  # e.g. negative (b) LLCs of -1e5 beside (c) LLCs of 10: a symmetric log axis shows both, clips none
+        signed = [v for v in vals + [intact["llc_intact"]] if _finite(v)]
+        lims = (min(min(signed), 0.0) * 3, max(max(signed), 0.0) * 3 + 1)
+    else:
+        lims = _limits(vals + [intact["llc_intact"]])
     for off, key, color, label in ((-0.15, "llc_b", "tab:purple", "(b) after fine-tune, original loss"),
                                    (0.15, "llc_c", "tab:red", "(c) refined: only the component sampled")):
         have = [(i, r) for i, r in enumerate(comps) if _finite(r.get(key))]
@@ -120,9 +127,12 @@ def program_figure(out: Path, program: str, rows: list, cfg: "AblationConfig") -
                 _clipped(ax, [i + off + 0.07] * len(cs), cs, lims, color=color, s=8, alpha=0.5,
                          label=f"{key[-1]} on controls" if j == 0 else None)
     ax.axhline(intact["llc_intact"], color="k", ls=":", label="intact model")
+    if wide:
+        ax.set_yscale("symlog", linthresh=10)
     ax.set_ylim(*lims)
     ax.set_xticks(x, [r["ablation"] for r in comps], rotation=45, fontsize=7, ha="right")
-    ax.set_ylabel("LLC (mean ± std over chains; x = flagged)")
+    ax.set_ylabel("LLC (mean ± std over chains; x = flagged)" + ("\nsymmetric log axis, linear within ±10" if wide
+                                                                else ""))
     _legend(ax)
     st = cfg.estimate
     fig.suptitle(f"{program}: components vs {cfg.controls} random controls (same number of live and dead atoms); "
@@ -133,7 +143,7 @@ def program_figure(out: Path, program: str, rows: list, cfg: "AblationConfig") -
     plt.close(fig)
 
 
-def summary_figure(out: Path, metrics: dict) -> None:
+def summary_figure(out: Path, metrics: dict, cfg: "AblationConfig") -> None:
     """`summary.png`: component effect vs controls against the accuracy it costs, and the within-program rhos."""
     import matplotlib
 
@@ -179,12 +189,18 @@ def summary_figure(out: Path, metrics: dict) -> None:
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("Spearman rho within the program (95% bootstrap CI)\nover components and controls; ? = undefined")
     _legend(ax)
+    comps = sum(r["role"] == "component" and r.get("mode") == "zero" for rows in tables.values() for r in rows)
+    ablated = sum(r["role"] in ("component", "control") for rows in tables.values() for r in rows)
+    st = cfg.estimate
+    fig.suptitle(f"{len(tables)} compiled programs, {comps} components with {cfg.controls} random controls each "
+                 f"({ablated} ablations); auto_llc, n={st.n}, nbeta={st.nbeta:.2g}, gamma={st.localization:.2g}, "
+                 f"{st.max_steps} steps x {st.num_chains} chains", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "summary.png", dpi=110)
     plt.close(fig)
 
 
-def trained_figure(out: Path, trained: dict) -> None:
+def trained_figure(out: Path, trained: dict, cfg: "AblationConfig") -> None:
     """`trained.png`: per trained program, the LLC of the full model and of each ablation, by quantity."""
     import matplotlib
 
@@ -219,8 +235,19 @@ def trained_figure(out: Path, trained: dict) -> None:
         ax.set_xticks(x, labels, rotation=40, fontsize=7, ha="right")
         ax.set_ylabel("LLC (mean ± std over chains; x = flagged)")
         ax.set_title(f"trained {p} ({trained[p]['summary']['num_params']} parameters)", fontsize=9)
-        _legend(ax)
-    fig.tight_layout()
+    handles = {}  # one legend for the figure, above the panels, where it hides no point
+    for ax in axes[0]:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=len(handles), fontsize=7,
+                   bbox_to_anchor=(0.5, 0.94))
+    tc = cfg.trained
+    te = tc.estimate
+    fig.suptitle(f"Trained models ({tc.sizes[0]} training sequences), zero- and mean-ablated; auto_llc, "
+                 f"nbeta={te.nbeta:g}, gamma={te.localization:g}, {te.max_steps} steps x {te.num_chains} chains",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     fig.savefig(out / "trained.png", dpi=110)
     plt.close(fig)
 
@@ -455,6 +482,6 @@ def write(out: Path, metrics: dict, cfg: "AblationConfig", config: dict) -> None
     """Figures and README.md."""
     for program, rows in metrics["programs"].items():
         program_figure(out, program, rows, cfg)
-    summary_figure(out, metrics)
-    trained_figure(out, metrics.get("trained", {}))
+    summary_figure(out, metrics, cfg)
+    trained_figure(out, metrics.get("trained", {}), cfg)
     (out / "README.md").write_text(readme(metrics, cfg, config))
