@@ -293,6 +293,22 @@ def _direction(change: float) -> str:
     return "leaves unchanged" if abs(change) < 0.01 else ("lowers" if change < 0 else "raises")
 
 
+def _plain(sign: dict, strong: list, rows: list, corr: dict) -> str:
+    """The answer in one sentence, read from the sign test, the 2-sd count and the stratified interval."""
+    alike = not (sign["p"] < 0.05) and len(strong) <= 0.2 * max(len(rows), 1)
+    ci = corr.get("ci95", [math.nan, math.nan])
+    if not all(_finite(v) for v in ci):
+        tracks = "cannot be said (no interval)"
+    elif ci[0] <= 0 <= ci[1]:
+        tracks = "does not track the accuracy lost (the interval contains 0)"
+    else:
+        tracks = f"tracks the accuracy lost (rho {corr['rho']:.2f}, the interval excludes 0)"
+    first = ("changes the LLC of what is left no more than removing as many atoms at random" if alike else
+             "changes the LLC of what is left differently from removing as many atoms at random")
+    return (f"- **In one line: removing a known component {first}, and within a program the LLC change {tracks}.** "
+            "Details and how sure below.")
+
+
 def answer(metrics: dict) -> list[str]:
     """The plain answer to Q3, from the pooled (stratified) statistics, and how sure it is."""
     s = metrics["statistics"]
@@ -309,7 +325,7 @@ def answer(metrics: dict) -> list[str]:
     ok_ac = val.get("a/control", {"ok": 0, "total": 0})
     corr = pooled["delta_a_vs_acc_drop"]
     eff = pooled["effect_a_vs_acc_drop"]
-    lines = []
+    lines = [_plain(sign, strong, rows, corr)]
     if d_comp and d_ctrl:
         mc, mr = float(np.median(d_comp)), float(np.median(d_ctrl))
         lines.append(f"- **Removing a component {_direction(mc)} the LLC of what is left (median), and removing as many "

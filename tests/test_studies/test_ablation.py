@@ -134,3 +134,15 @@ def test_stratified_permutation_p_is_never_printed_as_zero():
     s = stratified_spearman(x, [2 * v for v in x], ["a"] * 8 + ["b"] * 8, reps=2000)
     assert s["rho"] == pytest.approx(1.0) and s["p_perm"] == pytest.approx(1 / 2001)
     assert "p = 0.0005 (stratified permutation)" in fmt_rho(s)
+
+
+def test_q3_plain_answer_is_read_from_the_statistics():
+    """The one-line answer follows the sign test, the 2-sd count and the stratified interval, in both directions."""
+    from studies.ablations_report import _plain
+
+    rows = [{}] * 10
+    same = _plain({"p": 0.77}, [], rows, {"rho": -0.06, "ci95": [-0.29, 0.21]})
+    assert "no more than removing as many atoms at random" in same and "does not track" in same
+    differ = _plain({"p": 0.01}, [{}] * 5, rows, {"rho": 0.6, "ci95": [0.3, 0.8]})
+    assert "differently from removing" in differ and "tracks the accuracy lost (rho 0.60" in differ
+    assert "differently" in _plain({"p": 0.5}, [{}] * 3, rows, {"rho": 0.1, "ci95": [-0.2, 0.3]})  # 3 of 10 beyond 2 sd
