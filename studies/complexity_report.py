@@ -129,22 +129,30 @@ def table_rows(rows: list) -> list:
 
 
 def figure_bounds(rows: list, path: Path, title: str) -> None:
-    """LLC against rank/2 with the d/2 ceiling: filled = valid, hollow = invalid (with its error bar)."""
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    """LLC against rank/2 with the d/2 ceiling: filled = valid, hollow = invalid (with its error bar).
+
+    `rows` are fresh table rows (`base` holds the estimate) or the flat rows of metrics.json's `programs`.
+    """
+    pts = []  # (program, rank/2, LLC, sd, valid)
     for r in rows:
-        if "base" not in r:
-            continue
-        b, llc = r["base"]["bounds"], r["base"]["llc_mean"]
-        face = "C0" if r["valid"] else "none"
-        ax.errorbar(b["half_rank"], llc, yerr=r["base"]["llc_std"], fmt="o", mfc=face, mec="C0", ecolor="C0",
-                    capsize=2)
-        ax.annotate(r["program"], (b["half_rank"], llc), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    lim = [1, max([r["base"]["bounds"]["half_rank"] for r in rows if "base" in r] + [2]) * 1.5]
-    ax.plot(lim, lim, "k--", lw=0.8, label="LLC = rank/2 (quadratic part)")
-    ax.plot(lim, [0.85 * v for v in lim], "k:", lw=0.8, label="0.85 x rank/2 (validity floor)")
-    ax.set(xscale="log", yscale="log", xlabel="rank(H)/2 at w*", ylabel="LLC estimate (mean +- sd over chains)",
-           title=title)
-    ax.legend(fontsize=8, title="filled: valid, hollow: invalid", title_fontsize=8)
+        if isinstance(r.get("base"), dict):
+            pts.append((r["program"], r["base"]["bounds"]["half_rank"], r["base"]["llc_mean"], r["base"]["llc_std"],
+                        r["valid"]))
+        elif "base" not in r and math.isfinite(float(r.get("llc_mean", math.nan))):
+            pts.append((r["program"], r["half_rank"], r["llc_mean"], r["llc_std"], r["valid"]))
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for k, (program, half_rank, llc, sd, valid) in enumerate(sorted(pts, key=lambda t: (t[1], t[2]))):
+        # one colour per program, named in the legend: no labels to collide
+        color = plt.get_cmap("tab10")(k) if len(pts) <= 10 else plt.get_cmap("tab20")(k % 20)
+        ax.errorbar(half_rank, llc, yerr=sd, fmt="o", mfc=color if valid else "none", mec=color, ecolor=color,
+                    capsize=2, label=program)
+    lo = min([p[1] for p in pts] + [10.0]) / 2
+    hi = max([p[1] for p in pts] + [2.0]) * 1.5
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="LLC = rank/2 (quadratic part)")
+    ax.plot([lo, hi], [0.85 * lo, 0.85 * hi], "k:", lw=0.8, label="0.85 x rank/2 (validity floor)")
+    ax.set(xscale="log", yscale="log", xlabel="rank(H)/2 at w*", ylabel="LLC estimate (mean +- sd over chains)")
+    ax.set_title(title.replace(" (", "\n(", 1) + f", {len(pts)} programs estimated", fontsize=9)
+    ax.legend(fontsize=7, title="filled: valid, hollow: invalid", title_fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

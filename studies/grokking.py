@@ -457,7 +457,8 @@ def plot_lead_lag(ll: dict, cfg: GrokConfig, path: Path) -> None:
                            capsize=3, marker="o")
     ax[0].axvline(0, color="r", lw=0.8)
     ax[0].set_yticks(range(len(keys)))
-    ax[0].set_yticklabels([f"{k} (n={ll['events'][k]['n']})" for k in keys], fontsize=6)
+    ax[0].set_yticklabels([f"{k.replace('/llc_', ' ').replace('/', ' ')} (n={ll['events'][k]['n']})" for k in keys],
+                          fontsize=7)
     ax[0].set_xlabel("test-loss event step - LLC event step (positive: LLC first)")
     ax[0].set_title("event timing across seeds: mean ± 95% t-interval (not Holm-adjusted)", fontsize=8)
     for name, c in ll["ccf"].items():
@@ -468,13 +469,18 @@ def plot_lead_lag(ll: dict, cfg: GrokConfig, path: Path) -> None:
         ci = np.asarray(c["ci"])
         ax[1].errorbar(lags, r, yerr=[r - ci[:, 0], ci[:, 1] - r], capsize=2, marker="o",
                        label=f"{name} ({c['runs']} seeds; 1 lag = {c['lag_steps']} steps)")
+    notes = [f"{name}: {c['note']}" for name, c in ll["ccf"].items() if "r" not in c and c.get("note")]
+    if notes:  # say why a panel has no curve instead of leaving it blank
+        ax[1].text(0.5, 0.5, "no cross-correlation:\n" + "\n".join(notes), ha="center", va="center", fontsize=8,
+                   transform=ax[1].transAxes)
     ax[1].axhline(0, color="grey", lw=0.8)
     ax[1].set_xlabel("lag in even-grid checkpoints (positive: LLC leads log test loss)")
     ax[1].set_ylabel("pooled pre-whitened cross-correlation")
     ax[1].set_title("simultaneous 95% intervals (Bonferroni over lags)", fontsize=8)
     if ax[1].get_legend_handles_labels()[0]:
         ax[1].legend(fontsize=6)
-    fig.suptitle(f"lead-lag of the train-data LLC and the test loss, p={cfg.p}", fontsize=9)
+    fig.suptitle(f"lead-lag of the train-data LLC and the test loss, modular addition p={cfg.p}, train fraction "
+                 f"{cfg.train_frac:g} (n per row: seeds where both events occur)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

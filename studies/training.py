@@ -37,6 +37,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -285,6 +286,7 @@ def plot_sweep(rows: list, stats: dict, cfg: TrainingConfig, path: Path) -> None
             ax.set_title("training-set size (for reference)", fontsize=9)
             ax.set_xlabel("n_train")
             ax.set_xscale("log")
+            ax.set_xticks(sizes, [str(n) for n in sizes])
         else:
             s, w = stats["all_runs"][name], stats["within_size"][name]
             ax.set_title(f"{PREDICTOR_WORDS[name]}: rho = {fmt(s['rho'], '.2f')} {fmt_ci(s['ci'], '.2f')};\n"
@@ -293,13 +295,16 @@ def plot_sweep(rows: list, stats: dict, cfg: TrainingConfig, path: Path) -> None
             if name in ("llc_over_n", "train_loss", "hessian_trace"):
                 positive = all(r[name] > 0 for r in rows)
                 ax.set_xscale("log" if positive else "symlog")
+                if positive:  # labels at 1 and 3 per decade; the default labels every minor tick of a short range
+                    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 3.0)))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylabel("test loss (MSE)")
         ax.set_yscale("log")
     axes.flat[0].legend(fontsize=7)
     st = cfg.sweep_llc
     fig.suptitle(f"{rows[0]['program']}: {len(rows)} runs ({len(sizes)} training-set sizes x {len(cfg.sweep_seeds)} "
                  f"seeds), Adam L2 wd={cfg.sweep_train.weight_decay:g}, polished by L-BFGS. LLC: auto_llc, "
-                 f"nbeta={st.nbeta:g}, gamma={st.localization:g}, float64; hollow = LLC flagged. Spearman rho with "
+                 f"nbeta={st.nbeta:g}, gamma={st.localization:g}, float64; hollow = LLC flagged.\nSpearman rho with "
                  "95% bootstrap CI; error bars: std over chains (LLC), Hutchinson s.e. (trace)", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=110)

@@ -51,3 +51,23 @@ def test_settings_round_trip_keeps_every_field():
     st = dataclasses.replace(complexity.PRESETS["quick"].validity, seed=3)
     cfg = dataclasses.replace(complexity.PRESETS["quick"], validity=st)
     assert settings_from_config({"config": complexity._jsonable(cfg)}) == st
+
+
+def test_llc_vs_rank_figure_redraws_from_metrics_rows(tmp_path, monkeypatch):
+    """`figure_bounds` draws the flat rows of metrics.json (programs without an estimate left out), one legend entry
+    per program instead of point labels that collide."""
+    import matplotlib.pyplot as plt
+
+    from studies import complexity_report
+
+    captured = {}
+    monkeypatch.setattr(plt.Figure, "savefig", lambda self, path, **kw: captured.update(fig=self, path=path))
+    rows = [{"program": "a", "half_rank": 19.5, "llc_mean": 20.2, "llc_std": 0.9, "valid": True},
+            {"program": "b", "half_rank": 56.0, "llc_mean": 70.5, "llc_std": 1.1, "valid": False},
+            {"program": "c", "half_rank": float("nan"), "llc_mean": float("nan"), "llc_std": float("nan"),
+             "valid": False}]
+    complexity_report.figure_bounds(rows, tmp_path / "x.png", "T (settings)")
+    ax = captured["fig"].axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "a" in labels and "b" in labels and "c" not in labels
+    assert not ax.texts and "2 programs estimated" in ax.get_title()
