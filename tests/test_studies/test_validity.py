@@ -89,3 +89,27 @@ def test_validity_table_of_the_small_programs():
         assert r["valid"] or r["reason"], r["program"]
     by_name = {r["program"]: r for r in rows}
     assert by_name["identity"]["valid"], by_name["identity"]["reason"]  # valid in the committed quick run too
+
+
+def test_flagged_estimates_are_rerun_at_twice_the_budget_up_to_escalate(monkeypatch):
+    """`settled_estimate` reruns only flagged estimates, doubling max_steps each time, at most `escalate` times,
+    reuses the Hessian, and records what it did; with escalate = 0 (the committed results) it never reruns."""
+    from studies import validity
+
+    calls = []
+
+    def fake(problem, st, nbeta, curvature=None):
+        calls.append((st.max_steps, curvature))
+        return {"trustworthy": st.max_steps >= 400, "curvature": "H", "llc_mean": float(st.max_steps)}
+
+    monkeypatch.setattr(validity, "estimate", fake)
+    st = ValiditySettings(max_steps=100, escalate=3)
+    est = validity.settled_estimate(None, st, 1.0)
+    assert [c[0] for c in calls] == [100, 200, 400] and calls[1][1] == "H"
+    assert est["trustworthy"] and est["max_steps_used"] == 400 and est["escalations"] == 2
+    calls.clear()
+    est = validity.settled_estimate(None, dataclasses.replace(st, escalate=1), 1.0)
+    assert [c[0] for c in calls] == [100, 200] and not est["trustworthy"] and est["escalations"] == 1
+    calls.clear()
+    assert validity.settled_estimate(None, dataclasses.replace(st, escalate=0), 1.0)["escalations"] == 0
+    assert [c[0] for c in calls] == [100]
