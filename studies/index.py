@@ -21,6 +21,12 @@ QUESTIONS = (
     ("ablations", "Q3", "How do ablations change the LLC, against random ablations of as many weights?"),
 )
 
+SUPPLEMENTS = (  # listed when present; written by their own commands, not by `make results`
+    ("complexity_escalation", "Q1, supplement", "Do the near-valid programs of the complexity table become valid "
+                                                "when flagged estimates are rerun at twice the budget "
+                                                "(`python -m studies.complexity_escalation`)?"),
+)
+
 
 def answer_line(readme: str, limit: int = 700) -> str:
     """The README's answer section (under its first heading containing "answer") as one line: its non-empty lines,
@@ -74,6 +80,9 @@ def write_index(root: Path) -> str:
              "`llc_training/training.ipynb`, `llc_training/grokking/mod_add.ipynb`.", ""]
     for experiment, tag, question in QUESTIONS:
         lines += _entry(root, experiment, tag, question)
+    for experiment, tag, question in SUPPLEMENTS:
+        if (root / experiment / "README.md").exists():
+            lines += _entry(root, experiment, tag, question)
     text = "\n".join(lines)
     root.mkdir(parents=True, exist_ok=True)
     (root / "README.md").write_text(text)

@@ -36,3 +36,13 @@ def test_a_folder_without_provenance_is_flagged(tmp_path):
     (folder / "config.json").write_text('{"scale": "quick", "environment": {"git_commit": "900d3ce"}}')
     text = write_index(tmp_path)
     assert "records no dirty flag" in text and "see the study's README" in text
+
+
+def test_supplements_are_indexed_only_when_present(tmp_path):
+    from studies.index import write_index
+
+    assert "complexity_escalation" not in write_index(tmp_path)
+    (tmp_path / "complexity_escalation").mkdir()
+    (tmp_path / "complexity_escalation" / "README.md").write_text("# S\n\n## The answer\n\n- **2 of 3 valid.**\n")
+    text = write_index(tmp_path)
+    assert "Q1, supplement" in text and "2 of 3 valid." in text

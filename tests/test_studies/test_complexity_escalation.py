@@ -1,0 +1,44 @@
+"""`studies.complexity_escalation`: the table's protocol rerun with escalation, written as a results folder."""
+
+import dataclasses
+import json
+
+import pytest
+
+from studies import complexity
+from studies.complexity_escalation import run
+
+
+def _source(tmp_path):
+    """A complexity folder holding the settings (smoke budget, checks on) and a table row for identity."""
+    cfg = complexity.PRESETS["smoke"]
+    cfg = dataclasses.replace(cfg, validity=dataclasses.replace(cfg.validity, checks=True, max_steps=200))
+    src = tmp_path / "complexity"
+    src.mkdir(exist_ok=True)
+    (src / "config.json").write_text(json.dumps({"config": complexity._jsonable(cfg),
+                                                 "environment": {"git_commit": "f" * 40, "dirty": False}}))
+    (src / "metrics.json").write_text(json.dumps({"programs": {"identity": {"valid": False}}}))
+    return src
+
+
+def test_escalation_reruns_the_protocol_and_reports_budgets(tmp_path):
+    out = tmp_path / "out"
+    metrics = run(_source(tmp_path), out, ("identity",), escalate=1, workers=1)
+    row = metrics["programs"]["identity"]
+    assert row["valid_in_table"] is False and isinstance(row["valid"], bool)
+    # every estimate records its budget: the table's 200 steps, or 400 where the estimator had flagged it
+    steps = [row[f"steps_{k}"] for k in ("base", "nbeta_x4", "mlp_x10")]
+    assert all(s in (200, 400) for s in steps)
+    assert all((s == 400) or row[f"trustworthy_{k}"] for s, k in zip(steps, ("base", "nbeta_x4", "mlp_x10")))
+    assert row["steps_qk_x0.1"] == ""  # identity has no attention head: no such check
+    readme = (out / "README.md").read_text()
+    assert "## The answer" in readme and "None" not in readme and " nan" not in readme
+    assert json.loads((out / "config.json").read_text())["settings"]["escalate"] == 1
+    assert (out / "escalation.csv").read_text().startswith("program,")
+
+
+def test_escalation_refuses_what_would_be_the_table_itself_or_unknown_programs(tmp_path):
+    with pytest.raises(ValueError, match="escalate must be >= 1"):
+        run(_source(tmp_path), tmp_path / "o", ("identity",), escalate=0, workers=1)
+    with pytest.raises(ValueError, match="unknown programs"):
+        run(_source(tmp_path), tmp_path / "o", ("no_such_program",), escalate=1, workers=1)
