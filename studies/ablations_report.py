@@ -108,10 +108,10 @@ def program_figure(out: Path, program: str, rows: list, cfg: "AblationConfig") -
     ax = axes[2]
     vals = [r.get(k) for r in comps for k in ("llc_b", "llc_c")] + \
         [c.get(k) for cs in ctrl.values() for c in cs for k in ("llc_b", "llc_c")]
-    finite = np.abs([v for v in vals + [intact["llc_intact"]] if _finite(v)])
-    wide = len(finite) > 0 and finite.max() > 1e3 and finite.min() < finite.max() / 100
+    signed = [v for v in vals + [intact["llc_intact"]] if _finite(v)]
+    size = np.abs(signed)
+    wide = len(size) > 0 and size.max() > 1e3 and size.min() < size.max() / 100
     if wide:  # e.g. negative (b) LLCs of -1e5 beside (c) LLCs of 10: a symmetric log axis shows both, clips none
-        signed = [v for v in vals + [intact["llc_intact"]] if _finite(v)]
         lims = (min(min(signed), 0.0) * 3, max(max(signed), 0.0) * 3 + 1)
     else:
         lims = _limits(vals + [intact["llc_intact"]])

@@ -117,7 +117,7 @@ def run(cfg: ComplexityConfig, out_dir: Path) -> dict:
                                                for r in v["rungs"]])
     report.write_csv(out_dir / "knobs.csv", [_sharp_row(r) for r in sharp])
     st = cfg.validity
-    setting = f"gamma={st.localization:g}, nbeta={st.nbeta:g}, n={st.n}, relu_margin={st.sharpness.relu_margin}"
+    setting = st.line()
     sw = cfg.sweep_settings
     sweep_setting = (f"gamma={sw.localization:g}, nbeta={sw.nbeta:g}, n={sw.n}, {sw.max_steps} steps x "
                      f"{sw.num_chains} chains")

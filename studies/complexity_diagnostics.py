@@ -24,12 +24,10 @@ from pathlib import Path
 import torch
 
 from datasets.teacher import teacher_problem
-from llc_estim import AutoSettings
 from rasp_models import registry
-from rasp_models.base import Sharpness
 from studies.common import environment, results_root
+from studies.complexity_report import figure_traces
 from studies.runner import run_jobs
-from studies.traces import write_diagnostics
 from studies.validity import ValiditySettings, estimate
 
 RTOL = 1e-9  # the reproduction must give the committed number, not a nearby one
@@ -38,11 +36,7 @@ OLD_LINE = "Per-chain draws: [loss_traces.png](loss_traces.png)."
 
 def settings_from_config(config: dict) -> ValiditySettings:
     """The table's `ValiditySettings` from a complexity `config.json` (`config.validity`)."""
-    d = dict(config["config"]["validity"])
-    d.pop("nbeta", None)  # derived
-    d["sharpness"] = Sharpness(**d["sharpness"])
-    d["auto"] = AutoSettings(**d["auto"])
-    return ValiditySettings(**d)
+    return ValiditySettings.from_dict(config["config"]["validity"])
 
 
 def base_estimate(program: str, st: ValiditySettings) -> dict:
@@ -79,10 +73,8 @@ def reproduce(folder: Path, workers: int = 1) -> dict:
     if bad:
         raise RuntimeError("the base estimates do not reproduce the committed table, so no figure is written: "
                            + "; ".join(bad))
-    setting = f"gamma={st.localization:g}, nbeta={st.nbeta:g}, n={st.n}, relu_margin={st.sharpness.relu_margin}"
-    write_diagnostics([(f"{r['program']} ({'valid' if r['valid'] else 'invalid'})", e["trace"])
-                       for r, e in zip(rows, ests)], folder,
-                      f"Base estimate of each checked program ({setting}); reproduced, LLCs identical to the table")
+    figure_traces([{**r, "trace": e["trace"]} for r, e in zip(rows, ests)], folder,
+                  f"Base estimate of each checked program ({st.line()}); reproduced, LLCs identical to the table")
     env = environment()
     record.update(commit=env["git_commit"], dirty=env["dirty"], seconds=time.time() - t0)
     (folder / "diagnostics_reproduction.json").write_text(json.dumps(record, indent=1))

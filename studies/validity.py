@@ -73,6 +73,17 @@ class ValiditySettings:
     def nbeta(self) -> float:
         return self.n * self.beta
 
+    def line(self) -> str:
+        """The settings that place an estimate, for figure titles: gamma, nbeta, n, the ReLU margin."""
+        return (f"gamma={self.localization:g}, nbeta={self.nbeta:g}, n={self.n}, "
+                f"relu_margin={self.sharpness.relu_margin}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ValiditySettings":
+        """The inverse of the recorded form (`dataclasses.asdict` plus the derived nbeta, as config.json holds it)."""
+        d = {k: v for k, v in d.items() if k != "nbeta"}
+        return cls(**{**d, "sharpness": Sharpness(**d["sharpness"]), "auto": AutoSettings(**d["auto"])})
+
 
 def estimate(problem: TeacherProblem, st: ValiditySettings, nbeta: float, curvature=None) -> dict:
     """One `auto_llc` estimate on a teacher problem, summarised (LLC, verdict, basin numbers, bounds, timing).
