@@ -70,6 +70,58 @@ def noise_generator(child: np.random.SeedSequence, device="cpu") -> torch.Genera
     return torch.Generator(device=device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
+def loss_and_grad_fn(flat: FlatParams, loss_fn: LossFn, batch_dim: Optional[int], compiled: bool) -> Callable:
+    """(w [C, P], batch) -> (grad_w L [C, P], L [C]), detached, all chains at once.
+
+    Eager: autograd through the vmapped forward. For `compiled` (traced inside `torch.compile` by the caller): one
+    `grad_and_value` vmapped over chains, which Dynamo traces whole.
+    """
+    per_chain = lambda w, b: flat.loss(loss_fn, w, b)  # noqa: E731
+    if compiled:
+        return torch.func.vmap(torch.func.grad_and_value(per_chain), in_dims=(0, batch_dim))
+    forward = torch.func.vmap(per_chain, in_dims=(0, batch_dim))
+
+    def eager(w: torch.Tensor, batch):
+        w = w.detach().requires_grad_(True)
+        loss = forward(w, batch)  # [C]
+        (grad,) = torch.autograd.grad(loss.sum(), w)
+        return grad, loss.detach()
+
+    return eager
+
+
+def _signature(arg):
+    """What a compiled function's guards check of one argument: tensors' shape, dtype and device, else the value."""
+    if isinstance(arg, torch.Tensor):
+        return arg.shape, arg.dtype, arg.device
+    if arg is None or isinstance(arg, (bool, int, float, str)):
+        return arg
+    return tuple(_signature(leaf) for leaf in torch.utils._pytree.tree_leaves(arg))
+
+
+def compile_once_guarded(fn: Callable) -> Callable:
+    """`torch.compile(fn)`, whose guards are checked in full only when its tensor inputs change shape or dtype.
+
+    Dynamo guards on shapes and dtypes, not on the weights' values (parameters and frozen tensors are graph inputs),
+    so later runs with a model of the same structure reuse the compiled code. Within one run the inputs keep their
+    shapes, so after a first fully guarded call the guards are skipped (stance `skip_guard_eval_unsafe`), a third
+    of a small model's call overhead.
+    """
+    compiled = torch.compile(fn, dynamic=False)
+    signature = None
+
+    def call(*args):
+        nonlocal signature
+        now = [_signature(a) for a in args]
+        if now != signature:
+            signature = now
+            return compiled(*args)
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+            return compiled(*args)
+
+    return call
+
+
 def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SGLDConfig,
                  collate_fn: Optional[Callable] = None) -> LLCResult:
     """Estimates the local learning coefficient of `model` at its current parameters w*.
@@ -115,9 +167,16 @@ class _Run:
         with torch.no_grad():
             self.init_loss = float(loss) if loss is not None else float(
                 self.flat.full_loss(loss_fn, self.flat.w_star, self.full, self.n_items, cfg.batch_size))
-        forward = torch.func.vmap(lambda w, b: self.flat.loss(loss_fn, w, b),
-                                  in_dims=(0, None if self.full_batch else 0))
-        self._forward = forward
+        self._loss_and_grad = loss_and_grad_fn(self.flat, loss_fn, None if self.full_batch else 0, cfg.compile)
+        # the scalars of the potential and the step: Python floats eagerly; 0-d tensors when compiled, so that a new
+        # nbeta or step size is a new input rather than a new specialisation to compile
+        scalars = (self.nbeta, cfg.localization, cfg.step_size, math.sqrt(cfg.step_size))
+        if cfg.compile:
+            self._scalars = tuple(torch.tensor(v, dtype=torch.float64, device=self.flat.device) for v in scalars)
+            self._potential_c = compile_once_guarded(self._potential)
+            self._sgld_step_c = compile_once_guarded(self._sgld_step)
+        else:
+            self._scalars = scalars
         self._metric_model = None
         self.bounds = None  # Hessian bounds (from llc_bounds), checked by the verdict when set
 
@@ -130,18 +189,33 @@ class _Run:
 
     def potential(self, z: torch.Tensor, batch, need_u: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(U [C], grad_z U [C, P], loss [C]) at z; U is None when `need_u` is False (plain SGLD steps)."""
-        w = self.to_w(z).detach().requires_grad_(True)
-        loss = self._forward(w, batch)  # [C]
-        (grad,) = torch.autograd.grad(loss.sum(), w)
-        offset = w.detach() - self.flat.w_star
-        drift = self.nbeta * grad + self.cfg.localization * offset
+        fn = self._potential_c if self.cfg.compile else self._potential
+        return fn(z, batch, need_u, *self._scalars[:2])
+
+    def _potential(self, z, batch, need_u: bool, nbeta, gamma):
+        w = self.to_w(z).detach()
+        grad, loss = self._loss_and_grad(w, batch)
+        offset = w - self.flat.w_star
+        drift = nbeta * grad + gamma * offset
         if self.flat.mask is not None:
             drift = drift * self.flat.mask
         if self.precond is not None:
             drift = self.precond.sqrt_apply(drift)  # S is symmetric: grad_z U = S grad_w U
-        loss = loss.detach()
-        u = self.nbeta * loss + 0.5 * self.cfg.localization * (offset ** 2).sum(1) if need_u else None
+        u = nbeta * loss + 0.5 * gamma * (offset ** 2).sum(1) if need_u else None
         return u, drift, loss
+
+    def batch(self, rows: Optional[torch.Tensor]):
+        """The full data set (rows None), or rows [C, B] of it: one minibatch per chain."""
+        return self.full if rows is None else take(self.full, rows)
+
+    def sgld_step(self, z: torch.Tensor, rows: Optional[torch.Tensor], noise: torch.Tensor):
+        """One plain SGLD step from z on `self.batch(rows)` with standard normal `noise` [C, P]: (new z, loss at z)."""
+        fn = self._sgld_step_c if self.cfg.compile else self._sgld_step
+        return fn(z, rows, noise, *self._scalars)
+
+    def _sgld_step(self, z, rows, noise, nbeta, gamma, eps, sqrt_eps):
+        _, drift, loss = self._potential(z, self.batch(rows), False, nbeta, gamma)
+        return z - 0.5 * eps * drift + sqrt_eps * noise, loss
 
     def noise(self, gens, t: int) -> torch.Tensor:
         """[C, P] standard normal noise (momenta) for iteration t, drawn in blocks per chain; zero where frozen.
@@ -226,8 +300,9 @@ class _Run:
         bar = tqdm(range(total), disable=not (cfg.progress and sys.stderr.isatty()), desc="LLC sampler",
                    leave=False, total=total, unit="it", postfix={"steps": steps})
         for t in bar:
-            batch = self.full if self.full_batch else take(self.full, idx[t])
+            rows = None if self.full_batch else idx[t]  # [C, B] this iteration's minibatch of every chain
             if cfg.metropolis:
+                batch = self.batch(rows)
                 if cached is None or not self.full_batch:
                     cached = self.potential(z, batch)
                 z, cached, prob = self._metropolis_step(z, cached, batch, self.noise(gens, t), uniforms, t,
@@ -235,12 +310,14 @@ class _Run:
                 losses[t] = cached[2]
                 accept.append(prob)
             else:
-                mala = bool(cfg.mala_every) and t % cfg.mala_every == 0
-                u, grad, loss = self.potential(z, batch, need_u=mala)
-                losses[t] = loss
-                new = z - 0.5 * cfg.step_size * grad + math.sqrt(cfg.step_size) * self.noise(gens, t)
-                if mala:
+                if bool(cfg.mala_every) and t % cfg.mala_every == 0:
+                    batch = self.batch(rows)
+                    u, grad, loss = self.potential(z, batch)
+                    new = z - 0.5 * cfg.step_size * grad + math.sqrt(cfg.step_size) * self.noise(gens, t)
                     accept.append(self._mala_probability(z, new, (u, grad, loss), batch))
+                else:
+                    new, loss = self.sgld_step(z, rows, self.noise(gens, t))
+                losses[t] = loss
                 z = new
                 if (t + 1) % NOISE_BLOCK == 0:
                     self._check_losses(losses, checked, t + 1)

@@ -1,7 +1,8 @@
 """Do the near-valid programs of the complexity table become valid when flagged estimates get a larger budget?
 
 `python -m studies.complexity_escalation [--programs a b ...] [--escalate K] [--workers N]` writes
-`results_root()/complexity_escalation/`. The committed complexity table (`results/complexity`) marks several programs
+`results_root()/complexity_escalation/`; `--merge DIR DIR ...` combines folders of earlier runs (programs run at
+different times, each keeping its commit) into it instead. The committed complexity table (`results/complexity`) marks several programs
 invalid only because one of their check estimates was flagged (R-hat, trend) at its fixed budget. This reruns the
 whole validity protocol (`studies.validity.validate`) for the chosen programs at the table's own settings, read
 from `results/complexity/config.json`, with `escalate = K`: a flagged estimate is rerun at twice its budget, up to K
@@ -60,28 +61,65 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, escalat
                     describe=lambda args, r: f"{args[0]}: valid={r['valid']}")
     for r in rows:
         r["valid_in_table"] = before.get(r["program"], {}).get("valid", "")
+    env = environment()
+    run_record = {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": time.time() - t0, "workers": workers,
+                  "programs": list(programs), "environment": env}
+    config = {"scale": source_config.get("scale", "?"), "settings": {**dataclasses.asdict(st), "nbeta": st.nbeta},
+              "source": str(source), "source_commit": source_config["environment"]["git_commit"],
+              "environment": env, "runs": [run_record]}
+    return write(out_dir, rows, config)
+
+
+def merge(parts: list, out_dir: Path) -> dict:
+    """Combines folders written by `run` (e.g. programs run at different times) into one in `out_dir`.
+
+    Every run keeps its own commit, time and worker count in config.json's `runs` and in the README.
+
+    Raises:
+        ValueError: the parts used different settings or source tables, or two parts hold the same program.
+    """
+    configs = [json.loads((Path(p) / "config.json").read_text()) for p in parts]
+    metrics = [json.loads((Path(p) / "metrics.json").read_text()) for p in parts]
+    rows = [r for m in metrics for r in m["programs"].values()]
+    for key in ("settings", "source_commit"):
+        if any(c[key] != configs[0][key] for c in configs):
+            raise ValueError(f"the parts differ in {key}: {[c[key] for c in configs]}")
+    names = [r["program"] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a program appears in more than one part: {names}")
+    runs = [run for c, m in zip(configs, metrics) for run in c.get("runs") or [_run_record(c, m)]]
+    config = {k: v for k, v in configs[0].items() if k not in ("programs", "workers")}
+    return write(out_dir, rows, {**config, "environment": environment(), "runs": runs})
+
+
+def _run_record(config: dict, metrics: dict) -> dict:
+    """The run record of a folder written before config.json listed its runs (one run: its own environment)."""
+    env = config["environment"]
+    return {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": metrics["seconds"],
+            "workers": config["workers"], "programs": config["programs"], "environment": env}
+
+
+def write(out_dir: Path, rows: list, config: dict) -> dict:
+    """`escalation.csv`, metrics.json, config.json and the README of `rows` (made as `config` records)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "escalation.csv", rows)
     metrics = {"programs": {r["program"]: r for r in rows}, "num_valid": sum(bool(r["valid"]) for r in rows),
-               "seconds": time.time() - t0}
-    env = environment()
-    config = {"scale": source_config.get("scale", "?"), "settings": {**dataclasses.asdict(st), "nbeta": st.nbeta},
-              "programs": list(programs),
-              "source": str(source), "source_commit": source_config["environment"]["git_commit"],
-              "workers": workers, "environment": env}
+               "seconds": sum(run["seconds"] for run in config["runs"])}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=json_default))
     (out_dir / "config.json").write_text(json.dumps(config, indent=1, default=json_default))
-    (out_dir / "README.md").write_text(readme(rows, st, env, metrics["seconds"], workers))
+    st = ValiditySettings.from_dict(config["settings"])
+    (out_dir / "README.md").write_text(readme(rows, st, config["runs"]))
     return metrics
 
 
-def readme(rows: list, st: ValiditySettings, env: dict, seconds: float, workers: int) -> str:
-    """The README, generated from the rows."""
+def readme(rows: list, st: ValiditySettings, runs: list) -> str:
+    """The README, generated from the rows and the runs that made them."""
     now = sum(bool(r["valid"]) for r in rows)
     was = sum(r["valid_in_table"] is True for r in rows)
+    made = "; ".join(f"{', '.join(run['programs'])} at commit `{run['commit'][:10]}` (dirty: {run['dirty']}), "
+                     f"{run['seconds'] / 60:.1f} minutes with {run['workers']} worker(s)" for run in runs)
     lines = ["# Complexity table, flagged estimates rerun at a larger budget", "",
-             f"Generated by `studies/complexity_escalation.py` at commit `{env['git_commit'][:10]}` (dirty: "
-             f"{env['dirty']}); {seconds / 60:.1f} minutes with {workers} worker(s). Settings of the committed "
+             f"Generated by `studies/complexity_escalation.py`: {made}. Settings of the committed "
              f"complexity table (gamma = {st.localization:g}, nbeta = {st.nbeta:g}, n = {st.n}, {st.max_steps} steps x "
              f"{st.num_chains} chains) with `escalate = {st.escalate}`: an estimate the estimator flags is rerun at "
              "twice its budget, up to that many times; every check is otherwise the table's.", "",
@@ -115,8 +153,14 @@ def main() -> None:
     ap.add_argument("--escalate", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--source", type=Path, default=REPO_ROOT / "results" / "complexity")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                    help="instead of running, combine folders written by earlier runs into the results folder")
     args = ap.parse_args()
-    run(args.source, results_root() / "complexity_escalation", tuple(args.programs), args.escalate, args.workers)
+    out = results_root() / "complexity_escalation"
+    if args.merge:
+        merge(args.merge, out)
+    else:
+        run(args.source, out, tuple(args.programs), args.escalate, args.workers)
 
 
 if __name__ == "__main__":

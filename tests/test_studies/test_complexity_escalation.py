@@ -6,7 +6,7 @@ import json
 import pytest
 
 from studies import complexity
-from studies.complexity_escalation import run
+from studies.complexity_escalation import merge, run
 
 
 def _source(tmp_path):
@@ -42,3 +42,28 @@ def test_escalation_refuses_what_would_be_the_table_itself_or_unknown_programs(t
         run(_source(tmp_path), tmp_path / "o", ("identity",), escalate=0, workers=1)
     with pytest.raises(ValueError, match="unknown programs"):
         run(_source(tmp_path), tmp_path / "o", ("no_such_program",), escalate=1, workers=1)
+
+
+def test_merge_combines_runs_keeping_each_commit_and_refuses_duplicates_or_other_settings(tmp_path):
+    a = tmp_path / "a"
+    run(_source(tmp_path), a, ("identity",), escalate=1, workers=1)
+    b = tmp_path / "b"  # a second run, as if of another program at another commit
+    b.mkdir()
+    metrics = json.loads((a / "metrics.json").read_text())
+    metrics["programs"] = {"length": {**metrics["programs"]["identity"], "program": "length"}}
+    (b / "metrics.json").write_text(json.dumps(metrics))
+    config = json.loads((a / "config.json").read_text())
+    config["runs"][0].update(commit="b" * 40, programs=["length"])
+    (b / "config.json").write_text(json.dumps(config))
+    merged = merge([a, b], tmp_path / "out")
+    assert list(merged["programs"]) == ["identity", "length"]
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "identity at commit" in readme and "length at commit `bbbbbbbbbb`" in readme
+    assert readme.count("| identity |") == 1 and readme.count("| length |") == 1
+    assert len(json.loads((tmp_path / "out" / "config.json").read_text())["runs"]) == 2
+    with pytest.raises(ValueError, match="more than one part"):
+        merge([a, a], tmp_path / "o2")
+    config["settings"]["escalate"] = 2
+    (b / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="differ in settings"):
+        merge([a, b], tmp_path / "o3")
