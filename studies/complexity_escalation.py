@@ -17,6 +17,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 from rasp_models import registry
 from studies.common import REPO_ROOT, environment, json_default, results_root
@@ -41,9 +42,10 @@ def job(program: str, st: ValiditySettings) -> dict:
 
 
 def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, escalate: int = 1,
-        workers: int = 2) -> dict:
-    """Runs `job` for every program at the settings of `source/config.json` with `escalate`, and writes
-    `escalation.csv`, metrics.json, config.json and README.md into `out_dir`.
+        workers: int = 2, max_params: Optional[int] = None) -> dict:
+    """Runs `job` for every program at the settings of `source/config.json` with `escalate` (and, if given,
+    `max_params`: the size above which the table left a program unestimated), and writes `escalation.csv`,
+    metrics.json, config.json and README.md into `out_dir`.
 
     Raises:
         ValueError: escalate < 1 (that is the committed table itself) or an unknown program.
@@ -57,13 +59,15 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, escalat
     source_config = json.loads((source / "config.json").read_text())
     before = json.loads((source / "metrics.json").read_text())["programs"]
     st = dataclasses.replace(settings_from_config(source_config), escalate=escalate)
+    if max_params is not None:
+        st = dataclasses.replace(st, max_params=max_params)
     rows = run_jobs(job, [(p, st) for p in programs], workers, desc="escalation",
                     describe=lambda args, r: f"{args[0]}: valid={r['valid']}")
     for r in rows:
         r["valid_in_table"] = before.get(r["program"], {}).get("valid", "")
     env = environment()
     run_record = {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": time.time() - t0, "workers": workers,
-                  "programs": list(programs), "environment": env}
+                  "programs": list(programs), "max_params": st.max_params, "environment": env}
     config = {"scale": source_config.get("scale", "?"), "settings": {**dataclasses.asdict(st), "nbeta": st.nbeta},
               "source": str(source), "source_commit": source_config["environment"]["git_commit"],
               "environment": env, "runs": [run_record]}
@@ -73,30 +77,37 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, escalat
 def merge(parts: list, out_dir: Path) -> dict:
     """Combines folders written by `run` (e.g. programs run at different times) into one in `out_dir`.
 
-    Every run keeps its own commit, time and worker count in config.json's `runs` and in the README.
+    Every run keeps its own commit, time, worker count and `max_params` in config.json's `runs` and in the README;
+    the merged settings record the largest `max_params` (it only decides which programs get an estimate).
 
     Raises:
-        ValueError: the parts used different settings or source tables, or two parts hold the same program.
+        ValueError: the parts used different settings (other than `max_params`) or source tables, or two parts
+            hold the same program.
     """
     configs = [json.loads((Path(p) / "config.json").read_text()) for p in parts]
     metrics = [json.loads((Path(p) / "metrics.json").read_text()) for p in parts]
     rows = [r for m in metrics for r in m["programs"].values()]
-    for key in ("settings", "source_commit"):
-        if any(c[key] != configs[0][key] for c in configs):
-            raise ValueError(f"the parts differ in {key}: {[c[key] for c in configs]}")
+    def compared(c: dict) -> tuple:
+        return {k: v for k, v in c["settings"].items() if k != "max_params"}, c["source_commit"]
+
+    for i, name in enumerate(("settings", "source_commit")):
+        if any(compared(c)[i] != compared(configs[0])[i] for c in configs):
+            raise ValueError(f"the parts differ in {name}: {[compared(c)[i] for c in configs]}")
     names = [r["program"] for r in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"a program appears in more than one part: {names}")
     runs = [run for c, m in zip(configs, metrics) for run in c.get("runs") or [_run_record(c, m)]]
     config = {k: v for k, v in configs[0].items() if k not in ("programs", "workers")}
-    return write(out_dir, rows, {**config, "environment": environment(), "runs": runs})
+    settings = {**config["settings"], "max_params": max(c["settings"]["max_params"] for c in configs)}
+    return write(out_dir, rows, {**config, "settings": settings, "environment": environment(), "runs": runs})
 
 
 def _run_record(config: dict, metrics: dict) -> dict:
     """The run record of a folder written before config.json listed its runs (one run: its own environment)."""
     env = config["environment"]
     return {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": metrics["seconds"],
-            "workers": config["workers"], "programs": config["programs"], "environment": env}
+            "workers": config["workers"], "programs": config["programs"],
+            "max_params": config["settings"]["max_params"], "environment": env}
 
 
 def write(out_dir: Path, rows: list, config: dict) -> dict:
@@ -117,7 +128,8 @@ def readme(rows: list, st: ValiditySettings, runs: list) -> str:
     now = sum(bool(r["valid"]) for r in rows)
     was = sum(r["valid_in_table"] is True for r in rows)
     made = "; ".join(f"{', '.join(run['programs'])} at commit `{run['commit'][:10]}` (dirty: {run['dirty']}), "
-                     f"{run['seconds'] / 60:.1f} minutes with {run['workers']} worker(s)" for run in runs)
+                     f"{run['seconds'] / 60:.1f} minutes with {run['workers']} worker(s), max_params "
+                     f"{run['max_params']}" for run in runs)
     lines = ["# Complexity table, flagged estimates rerun at a larger budget", "",
              f"Generated by `studies/complexity_escalation.py`: {made}. Settings of the committed "
              f"complexity table (gamma = {st.localization:g}, nbeta = {st.nbeta:g}, n = {st.n}, {st.max_steps} steps x "
@@ -152,6 +164,8 @@ def main() -> None:
     ap.add_argument("--programs", nargs="+", default=list(DEFAULT_PROGRAMS))
     ap.add_argument("--escalate", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--max-params", type=int, default=None,
+                    help="estimate programs up to this size (default: the table's max_params)")
     ap.add_argument("--source", type=Path, default=REPO_ROOT / "results" / "complexity")
     ap.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
                     help="instead of running, combine folders written by earlier runs into the results folder")
@@ -160,7 +174,7 @@ def main() -> None:
     if args.merge:
         merge(args.merge, out)
     else:
-        run(args.source, out, tuple(args.programs), args.escalate, args.workers)
+        run(args.source, out, tuple(args.programs), args.escalate, args.workers, args.max_params)
 
 
 if __name__ == "__main__":

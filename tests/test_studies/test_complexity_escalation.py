@@ -53,14 +53,17 @@ def test_merge_combines_runs_keeping_each_commit_and_refuses_duplicates_or_other
     metrics["programs"] = {"length": {**metrics["programs"]["identity"], "program": "length"}}
     (b / "metrics.json").write_text(json.dumps(metrics))
     config = json.loads((a / "config.json").read_text())
-    config["runs"][0].update(commit="b" * 40, programs=["length"])
+    config["runs"][0].update(commit="b" * 40, programs=["length"], max_params=200_000)
+    config["settings"]["max_params"] = 200_000  # a selection, not a sampling setting: merged, the largest is recorded
     (b / "config.json").write_text(json.dumps(config))
     merged = merge([a, b], tmp_path / "out")
     assert list(merged["programs"]) == ["identity", "length"]
     readme = (tmp_path / "out" / "README.md").read_text()
     assert "identity at commit" in readme and "length at commit `bbbbbbbbbb`" in readme
     assert readme.count("| identity |") == 1 and readme.count("| length |") == 1
-    assert len(json.loads((tmp_path / "out" / "config.json").read_text())["runs"]) == 2
+    merged_config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert len(merged_config["runs"]) == 2 and merged_config["settings"]["max_params"] == 200_000
+    assert "max_params 200000" in readme
     with pytest.raises(ValueError, match="more than one part"):
         merge([a, a], tmp_path / "o2")
     config["settings"]["escalate"] = 2
