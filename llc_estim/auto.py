@@ -65,7 +65,8 @@ def auto_llc(model: torch.nn.Module, data, loss_fn: Callable, *, localization: f
              param_filter=None, param_masks=None, draw_metric: Optional[Callable] = None,
              draw_metric_min: Optional[float] = None, collate_fn: Optional[Callable] = None,
              settings: AutoSettings = AutoSettings(), progress: bool = True,
-             num_threads: Optional[int] = 1, curvature: Optional[Curvature] = None) -> LLCResult:
+             num_threads: Optional[int] = 1, curvature: Optional[Curvature] = None,
+             compile: bool = False) -> LLCResult:
     """Estimates the LLC of `model` at its parameters, choosing the sampler settings itself (see module doc).
 
     Args:
@@ -75,6 +76,7 @@ def auto_llc(model: torch.nn.Module, data, loss_fn: Callable, *, localization: f
         draw_metric, draw_metric_min: evaluated on the chains' weights; below the floor flags the estimate.
         curvature: the Hessian of the same loss at w* from an earlier call (`result.curvature`), to skip step 1
             when only nbeta, gamma, the seed or the budget change.
+        compile: sample through `torch.compile` (`SGLDConfig.compile`: equal to rounding, faster on small models).
 
     Returns:
         An `LLCResult` whose `choices` hold the preconditioner, step size, leapfrog steps, burn-in, draws, the
@@ -106,7 +108,7 @@ def auto_llc(model: torch.nn.Module, data, loss_fn: Callable, *, localization: f
                                                                                           flat.mask),
                          metropolis=True, leapfrog_steps=settings.leapfrog_steps, draw_metric=draw_metric,
                          thresholds=Thresholds(draw_metric_min=draw_metric_min), num_threads=None,
-                         progress=progress)
+                         progress=progress, compile=compile)
         run = _Run(model, data, loss_fn, cfg, collate_fn)
         run.bounds = bounds
         rounds = settings.refreshes + 1

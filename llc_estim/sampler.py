@@ -91,28 +91,34 @@ def loss_and_grad_fn(flat: FlatParams, loss_fn: LossFn, batch_dim: Optional[int]
 
 
 def _signature(arg):
-    """What a compiled function's guards check of one argument: tensors' shape, dtype and device, else the value."""
+    """What a compiled function's guards check of one input: a tensor's shape, dtype and device; a container's
+    leaves; any other object itself (compared by identity, and kept alive so that its id cannot be reused)."""
     if isinstance(arg, torch.Tensor):
         return arg.shape, arg.dtype, arg.device
     if arg is None or isinstance(arg, (bool, int, float, str)):
         return arg
-    return tuple(_signature(leaf) for leaf in torch.utils._pytree.tree_leaves(arg))
+    leaves = torch.utils._pytree.tree_leaves(arg)
+    if len(leaves) == 1 and leaves[0] is arg:
+        return (type(arg), arg)
+    return tuple(_signature(leaf) for leaf in leaves)
 
 
-def compile_once_guarded(fn: Callable) -> Callable:
+def compile_once_guarded(fn: Callable, state: Callable[[], tuple] = tuple) -> Callable:
     """`torch.compile(fn)`, whose guards are checked in full only when its tensor inputs change shape or dtype.
 
     Dynamo guards on shapes and dtypes, not on the weights' values (parameters and frozen tensors are graph inputs),
     so later runs with a model of the same structure reuse the compiled code. Within one run the inputs keep their
     shapes, so after a first fully guarded call the guards are skipped (stance `skip_guard_eval_unsafe`), a third
-    of a small model's call overhead.
+    of a small model's call overhead. `state()` returns what `fn` reads besides its arguments that may be swapped
+    between calls (e.g. the preconditioner `auto_llc` replaces after warm-up): a change there, as in the arguments'
+    signature, brings the full guards back for that call.
     """
     compiled = torch.compile(fn, dynamic=False)
     signature = None
 
     def call(*args):
         nonlocal signature
-        now = [_signature(a) for a in args]
+        now = [_signature(a) for a in (*args, *state())]
         if now != signature:
             signature = now
             return compiled(*args)
@@ -168,15 +174,11 @@ class _Run:
             self.init_loss = float(loss) if loss is not None else float(
                 self.flat.full_loss(loss_fn, self.flat.w_star, self.full, self.n_items, cfg.batch_size))
         self._loss_and_grad = loss_and_grad_fn(self.flat, loss_fn, None if self.full_batch else 0, cfg.compile)
-        # the scalars of the potential and the step: Python floats eagerly; 0-d tensors when compiled, so that a new
-        # nbeta or step size is a new input rather than a new specialisation to compile
-        scalars = (self.nbeta, cfg.localization, cfg.step_size, math.sqrt(cfg.step_size))
         if cfg.compile:
-            self._scalars = tuple(torch.tensor(v, dtype=torch.float64, device=self.flat.device) for v in scalars)
-            self._potential_c = compile_once_guarded(self._potential)
-            self._sgld_step_c = compile_once_guarded(self._sgld_step)
-        else:
-            self._scalars = scalars
+            swapped = lambda: (self.precond,)  # noqa: E731  (auto_llc replaces it; the rest is fixed per run)
+            self._potential_c = compile_once_guarded(self._potential, swapped)
+            self._sgld_step_c = compile_once_guarded(self._sgld_step, swapped)
+        self._scalar_cache = (None, None)
         self._metric_model = None
         self.bounds = None  # Hessian bounds (from llc_bounds), checked by the verdict when set
 
@@ -187,10 +189,22 @@ class _Run:
             offset = offset * self.flat.mask
         return self.flat.w_star + offset
 
+    def scalars(self) -> tuple:
+        """(nbeta, gamma, eps, sqrt(eps)) of the current `self.cfg`: Python floats eagerly; 0-d tensors when compiled,
+        so that a new nbeta or step size (`auto_llc` tunes it after building the run) is a new input, not a new
+        specialisation to compile."""
+        key = (self.nbeta, self.cfg.localization, self.cfg.step_size)
+        if key != self._scalar_cache[0]:
+            values = (*key, math.sqrt(self.cfg.step_size))
+            if self.cfg.compile:
+                values = tuple(torch.tensor(v, dtype=torch.float64, device=self.flat.device) for v in values)
+            self._scalar_cache = (key, values)
+        return self._scalar_cache[1]
+
     def potential(self, z: torch.Tensor, batch, need_u: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(U [C], grad_z U [C, P], loss [C]) at z; U is None when `need_u` is False (plain SGLD steps)."""
         fn = self._potential_c if self.cfg.compile else self._potential
-        return fn(z, batch, need_u, *self._scalars[:2])
+        return fn(z, batch, need_u, *self.scalars()[:2])
 
     def _potential(self, z, batch, need_u: bool, nbeta, gamma):
         w = self.to_w(z).detach()
@@ -211,7 +225,7 @@ class _Run:
     def sgld_step(self, z: torch.Tensor, rows: Optional[torch.Tensor], noise: torch.Tensor):
         """One plain SGLD step from z on `self.batch(rows)` with standard normal `noise` [C, P]: (new z, loss at z)."""
         fn = self._sgld_step_c if self.cfg.compile else self._sgld_step
-        return fn(z, rows, noise, *self._scalars)
+        return fn(z, rows, noise, *self.scalars())
 
     def _sgld_step(self, z, rows, noise, nbeta, gamma, eps, sqrt_eps):
         _, drift, loss = self._potential(z, self.batch(rows), False, nbeta, gamma)

@@ -5,9 +5,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset, default_collate
 
-from llc_estim import SGLDConfig, SGLDDivergenceError, estimate_llc, sampler
+from llc_estim import SGLDConfig, SGLDDivergenceError, auto_llc, estimate_llc, sampler
 from llc_estim.params import FlatParams, materialise
-from llc_estim.precondition import DiagonalPreconditioner
+from llc_estim.auto import AutoSettings
+from llc_estim.curvature import Curvature
+from llc_estim.precondition import DiagonalPreconditioner, curvature_preconditioner
 from tests.test_llc_estim.models import linear_regression, mse
 
 
@@ -90,3 +92,40 @@ def test_compiled_loss_and_gradient_agree_with_eager_on_a_second_model(kind):
         np.testing.assert_allclose(fast.loss_trace, eager.loss_trace, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(fast.acceptance_trace, eager.acceptance_trace, rtol=1e-8, atol=1e-12)
     assert not np.allclose(results[0, True].loss_trace, results[1, True].loss_trace)
+
+
+def test_auto_llc_compiled_agrees_with_eager_after_it_tunes_the_step_size():
+    """auto_llc builds its run with step size 1 and tunes it before the draws; the compiled path must use the tuned
+    one (a stale step size gives other chains). Without preconditioner refreshes the two paths agree to rounding;
+    with them they need not: the first-step search of each refresh halves or doubles on a mean acceptance compared
+    with 0.5, so a rounding-level difference can move the tuned step by a factor of two (both runs are valid)."""
+    x = torch.randn(60, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    data = TensorDataset(x, torch.sin(x.sum(1, keepdim=True)))
+    out = [auto_llc(_mlp(0), data, mse, localization=100.0, nbeta=200.0, num_chains=2, max_steps=400, seed=3,
+                    progress=False, compile=c, settings=AutoSettings(refreshes=0)) for c in (False, True)]
+    assert out[0].choices["step_size"] != 1.0
+    np.testing.assert_allclose(out[1].choices["step_size"], out[0].choices["step_size"], rtol=1e-8)
+    np.testing.assert_allclose(out[1].loss_trace, out[0].loss_trace, rtol=1e-8, atol=1e-12)
+
+
+def test_compiled_potential_follows_a_swapped_preconditioner():
+    """auto_llc replaces the run's preconditioner after warm-up; with guards skipped within a run, the compiled
+    potential would keep the old one unless the swap brings the guards back."""
+    x = torch.randn(60, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    data = TensorDataset(x, torch.sin(x.sum(1, keepdim=True)))
+    q = torch.linalg.qr(torch.randn(31, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)).Q
+    # low rank + isotropic: its isotropic scale c is a Python float, which the compiled code bakes in
+    first, second = (curvature_preconditioner(Curvature(torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64), q,
+                                                        31, "dense"), 10.0, gamma) for gamma in (100.0, 300.0))
+    z = 0.1 * torch.randn(2, 31, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    drifts = {}
+    for compile in (False, True):
+        cfg = SGLDConfig(step_size=1e-2, nbeta=50.0, num_chains=2, metropolis=True, preconditioner=first,
+                         progress=False, compile=compile)
+        run = sampler._Run(_mlp(0), data, mse, cfg, None)
+        before = [run.potential(z, run.full)[1] for _ in range(2)]  # the second call skips the guards
+        run.precond = second
+        drifts[compile] = before + [run.potential(z, run.full)[1] for _ in range(2)]
+    for eager, fast in zip(drifts[False], drifts[True]):
+        torch.testing.assert_close(fast, eager, rtol=1e-10, atol=1e-13)
+    assert not torch.allclose(drifts[True][1], drifts[True][2])
