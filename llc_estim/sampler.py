@@ -1,7 +1,8 @@
 """Vectorised SGLD / MALA / HMC and the LLC estimator.
 
 All chains run at once: the sampled entries are one flat [chains, P] tensor, and the loss and its gradient are
-evaluated with `torch.func` (`functional_call` + `vmap`, autograd backward). The chains move in whitened
+evaluated with `torch.func` (`functional_call` + `vmap`, autograd backward; with `compile=True` through
+`torch.compile`, see `llc_estim.compiled`). The chains move in whitened
 coordinates z, w = w* + S z (S = A^(1/2) for a fixed preconditioner A; the identity by default), under
 
     U(z) = nbeta L_batch(w) + gamma/2 |w - w*|^2.
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from llc_estim.compiled import compile_once_guarded, loss_and_grad_fn
 from llc_estim.config import LLCResult, SGLDConfig, SGLDDivergenceError
 from llc_estim.diagnostics import assess, summarize
 from llc_estim.params import FlatParams, LossFn, materialise, num_examples, take, to_device
@@ -68,64 +70,6 @@ def chain_seeds(seed: int, num_chains: int) -> list[np.random.SeedSequence]:
 
 def noise_generator(child: np.random.SeedSequence, device="cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-
-
-def loss_and_grad_fn(flat: FlatParams, loss_fn: LossFn, batch_dim: Optional[int], compiled: bool) -> Callable:
-    """(w [C, P], batch) -> (grad_w L [C, P], L [C]), detached, all chains at once.
-
-    Eager: autograd through the vmapped forward. For `compiled` (traced inside `torch.compile` by the caller): one
-    `grad_and_value` vmapped over chains, which Dynamo traces whole.
-    """
-    per_chain = lambda w, b: flat.loss(loss_fn, w, b)  # noqa: E731
-    if compiled:
-        return torch.func.vmap(torch.func.grad_and_value(per_chain), in_dims=(0, batch_dim))
-    forward = torch.func.vmap(per_chain, in_dims=(0, batch_dim))
-
-    def eager(w: torch.Tensor, batch):
-        w = w.detach().requires_grad_(True)
-        loss = forward(w, batch)  # [C]
-        (grad,) = torch.autograd.grad(loss.sum(), w)
-        return grad, loss.detach()
-
-    return eager
-
-
-def _signature(arg):
-    """What a compiled function's guards check of one input: a tensor's shape, dtype and device; a container's
-    leaves; any other object itself (compared by identity, and kept alive so that its id cannot be reused)."""
-    if isinstance(arg, torch.Tensor):
-        return arg.shape, arg.dtype, arg.device
-    if arg is None or isinstance(arg, (bool, int, float, str)):
-        return arg
-    leaves = torch.utils._pytree.tree_leaves(arg)
-    if len(leaves) == 1 and leaves[0] is arg:
-        return (type(arg), arg)
-    return tuple(_signature(leaf) for leaf in leaves)
-
-
-def compile_once_guarded(fn: Callable, state: Callable[[], tuple] = tuple) -> Callable:
-    """`torch.compile(fn)`, whose guards are checked in full only when its tensor inputs change shape or dtype.
-
-    Dynamo guards on shapes and dtypes, not on the weights' values (parameters and frozen tensors are graph inputs),
-    so later runs with a model of the same structure reuse the compiled code. Within one run the inputs keep their
-    shapes, so after a first fully guarded call the guards are skipped (stance `skip_guard_eval_unsafe`), a third
-    of a small model's call overhead. `state()` returns what `fn` reads besides its arguments that may be swapped
-    between calls (e.g. the preconditioner `auto_llc` replaces after warm-up): a change there, as in the arguments'
-    signature, brings the full guards back for that call.
-    """
-    compiled = torch.compile(fn, dynamic=False)
-    signature = None
-
-    def call(*args):
-        nonlocal signature
-        now = [_signature(a) for a in (*args, *state())]
-        if now != signature:
-            signature = now
-            return compiled(*args)
-        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-            return compiled(*args)
-
-    return call
 
 
 def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SGLDConfig,
