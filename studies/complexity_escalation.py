@@ -1,13 +1,14 @@
-"""Do the near-valid programs of the complexity table become valid when flagged estimates get a larger budget?
+"""Do near-valid programs of the complexity table, and ones it left out, become valid with a larger budget?
 
-`python -m studies.complexity_escalation [--programs a b ...] [--escalate K] [--workers N]` writes
-`results_root()/complexity_escalation/`; `--merge DIR DIR ...` combines folders of earlier runs (programs run at
-different times, each keeping its commit) into it instead. The committed complexity table (`results/complexity`) marks several programs
-invalid only because one of their check estimates was flagged (R-hat, trend) at its fixed budget. This reruns the
-whole validity protocol (`studies.validity.validate`) for the chosen programs at the table's own settings, read
-from `results/complexity/config.json`, with `escalate = K`: a flagged estimate is rerun at twice its budget, up to K
-times. It reports, per program, each check's verdict, the budget each estimate needed, and the table's earlier
-verdict beside the new one. It is a supplement to the complexity study, not part of `make results`.
+`python -m studies.complexity_escalation [--programs a b ...] [--escalate K] [--workers N] [--max-params M]`
+writes `results_root()/complexity_escalation/`; `--merge DIR DIR ...` combines folders of earlier runs (programs
+run at different times, each keeping its commit) into it instead. The committed complexity table
+(`results/complexity`) marks several programs invalid only because one of their check estimates was flagged
+(R-hat, trend) at its fixed budget. This reruns the whole validity protocol (`studies.validity.validate`) for the
+chosen programs at the table's own settings, read from `results/complexity/config.json`, with `escalate = K`: a
+flagged estimate is rerun at twice its budget, up to K times. `--max-params` also estimates programs the table
+left out for their size. It reports, per program, each check's verdict, the budget each estimate needed, and the
+table's earlier verdict beside the new one. It is a supplement to the complexity study, not part of `make results`.
 """
 
 from __future__ import annotations
@@ -142,11 +143,14 @@ def readme(rows: list, st: ValiditySettings, runs: list) -> str:
              "## Per program", "",
              "| program | LLC | rank/2 | 4x data | MLP x10 | QK x0.1 | steps: base / 4x / MLP / QK | valid (table) | "
              "valid (now) |", "|" + "---|" * 9]
+    table_max = min(run["max_params"] for run in runs)  # the table's own; a run may only have raised it
     for r in rows:
         steps = " / ".join(str(r[f"steps_{k}"]) if r[f"steps_{k}"] != "" else "-" for k in ESTIMATES)
+        before = (f"not estimated ({r['num_params']} params > {table_max})" if r["num_params"] > table_max
+                  else r["valid_in_table"])
         lines.append(f"| {r['program']} | {r['llc_mean']:.2f} +- {r['llc_std']:.2f} | {r['half_rank']:.1f} | "
                      f"{_change(r, 'nbeta_change')} | {_change(r, 'mlp_x10_change')} | {_change(r, 'qk_x0.1_change')} "
-                     f"| {steps} | {r['valid_in_table']} | {r['valid']} |")
+                     f"| {steps} | {before} | {r['valid']} |")
     lines += ["", "Changes are relative to the base estimate (limit 20%, and the check's own estimate must not be "
               "flagged). Files: `escalation.csv` (every column of the table's rows, plus the budget and verdict of "
               "each estimate), `metrics.json`, `config.json`.", ""]

@@ -22,9 +22,9 @@ QUESTIONS = (
 )
 
 SUPPLEMENTS = (  # listed when present; written by their own commands, not by `make results`
-    ("complexity_escalation", "Q1, supplement", "Do the near-valid programs of the complexity table become valid "
-                                                "when flagged estimates are rerun at twice the budget "
-                                                "(`python -m studies.complexity_escalation`)?"),
+    ("complexity_escalation", "Q1, supplement", "Do the near-valid programs of the complexity table, and programs it "
+                                                "left out for size, become valid when flagged estimates are rerun at "
+                                                "twice the budget (`python -m studies.complexity_escalation`)?"),
 )
 
 

@@ -50,7 +50,7 @@ def test_merge_combines_runs_keeping_each_commit_and_refuses_duplicates_or_other
     b = tmp_path / "b"  # a second run, as if of another program at another commit
     b.mkdir()
     metrics = json.loads((a / "metrics.json").read_text())
-    metrics["programs"] = {"length": {**metrics["programs"]["identity"], "program": "length"}}
+    metrics["programs"] = {"length": {**metrics["programs"]["identity"], "program": "length", "num_params": 150_000}}
     (b / "metrics.json").write_text(json.dumps(metrics))
     config = json.loads((a / "config.json").read_text())
     config["runs"][0].update(commit="b" * 40, programs=["length"], max_params=200_000)
@@ -64,6 +64,7 @@ def test_merge_combines_runs_keeping_each_commit_and_refuses_duplicates_or_other
     merged_config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert len(merged_config["runs"]) == 2 and merged_config["settings"]["max_params"] == 200_000
     assert "max_params 200000" in readme
+    assert "| not estimated (150000 params > 100000) | " in readme  # the table left it out; this run did not
     with pytest.raises(ValueError, match="more than one part"):
         merge([a, a], tmp_path / "o2")
     config["settings"]["escalate"] = 2
