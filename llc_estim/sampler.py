@@ -72,6 +72,11 @@ def noise_generator(child: np.random.SeedSequence, device="cpu") -> torch.Genera
     return torch.Generator(device=device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
+def langevin_update(z: torch.Tensor, drift: torch.Tensor, noise: torch.Tensor, eps, sqrt_eps) -> torch.Tensor:
+    """The SGLD step z - (eps/2) grad_z U + sqrt(eps) xi (also the MALA proposal whose acceptance is checked)."""
+    return z - 0.5 * eps * drift + sqrt_eps * noise
+
+
 def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SGLDConfig,
                  collate_fn: Optional[Callable] = None) -> LLCResult:
     """Estimates the local learning coefficient of `model` at its current parameters w*.
@@ -173,7 +178,7 @@ class _Run:
 
     def _sgld_step(self, z, rows, noise, nbeta, gamma, eps, sqrt_eps):
         _, drift, loss = self._potential(z, self.batch(rows), False, nbeta, gamma)
-        return z - 0.5 * eps * drift + sqrt_eps * noise, loss
+        return langevin_update(z, drift, noise, eps, sqrt_eps), loss
 
     def noise(self, gens, t: int) -> torch.Tensor:
         """[C, P] standard normal noise (momenta) for iteration t, drawn in blocks per chain; zero where frozen.
@@ -271,7 +276,7 @@ class _Run:
                 if bool(cfg.mala_every) and t % cfg.mala_every == 0:
                     batch = self.batch(rows)
                     u, grad, loss = self.potential(z, batch)
-                    new = z - 0.5 * cfg.step_size * grad + math.sqrt(cfg.step_size) * self.noise(gens, t)
+                    new = langevin_update(z, grad, self.noise(gens, t), *self.scalars()[2:])
                     accept.append(self._mala_probability(z, new, (u, grad, loss), batch))
                 else:
                     new, loss = self.sgld_step(z, rows, self.noise(gens, t))

@@ -88,12 +88,11 @@ def merge(parts: list, out_dir: Path) -> dict:
     configs = [json.loads((Path(p) / "config.json").read_text()) for p in parts]
     metrics = [json.loads((Path(p) / "metrics.json").read_text()) for p in parts]
     rows = [r for m in metrics for r in m["programs"].values()]
-    def compared(c: dict) -> tuple:
-        return {k: v for k, v in c["settings"].items() if k != "max_params"}, c["source_commit"]
-
-    for i, name in enumerate(("settings", "source_commit")):
-        if any(compared(c)[i] != compared(configs[0])[i] for c in configs):
-            raise ValueError(f"the parts differ in {name}: {[compared(c)[i] for c in configs]}")
+    sampling = [{k: v for k, v in c["settings"].items() if k != "max_params"} for c in configs]
+    if any(d != sampling[0] for d in sampling):
+        raise ValueError(f"the parts differ in settings: {sampling}")
+    if len({c["source_commit"] for c in configs}) > 1:
+        raise ValueError(f"the parts differ in source_commit: {[c['source_commit'] for c in configs]}")
     names = [r["program"] for r in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"a program appears in more than one part: {names}")
