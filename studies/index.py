@@ -25,6 +25,8 @@ SUPPLEMENTS = (  # listed when present; written by their own commands, not by `m
     ("complexity_escalation", "Q1, supplement", "Do the near-valid programs of the complexity table, and programs it "
                                                 "left out for size, become valid when flagged estimates are rerun at "
                                                 "twice the budget (`python -m studies.complexity_escalation`)?"),
+    ("landscape_probe", "Q1, supplement", "What does the sampler meet near w* on the programs that are, and are not, "
+                                          "validly sampled (`python -m studies.landscape_probe`)?"),
 )
 
 
