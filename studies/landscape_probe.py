@@ -51,7 +51,9 @@ def job(program: str, st: ValiditySettings, steps: int) -> dict:
                        num_chains=st.num_chains, max_steps=steps, seed=st.seed, settings=st.auto, progress=False)
     probe = probe_landscape(pb.model, pb.data, pb.loss_fn, nbeta=st.nbeta, localization=st.localization,
                             curvature=res.curvature, seed=st.seed)
+    limit = {row["scale"]: row["step_limit"] for row in probe["rows"]}
     return {"program": program, "num_params": probe["num_params"], "rank": probe["rank"],
+            "step_limit_0.01": limit.get(0.01, math.nan), "step_limit_0.1": limit.get(0.1, math.nan),
             "complement_dim": probe["complement_dim"], "wall_scale": probe["wall_scale"],
             "quadratic_scale": probe["quadratic_scale"], "step_size": res.choices["step_size"],
             "warmup_acceptance": res.choices["warmup_final_acceptance"], "rows": probe["rows"],
@@ -115,22 +117,26 @@ COLOURS = {"valid": "tab:green", "not valid": "tab:red", "not estimated": "tab:g
 
 def figure(rows: list, path: Path, st: ValiditySettings, steps: int) -> None:
     """Complement force ratio and range ratio against the whitened distance s, one line per program."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     for r in rows:
         s = [x["scale"] for x in r["rows"]]
         kw = {"color": COLOURS[r["verdict"]], "marker": "o", "ms": 3, "alpha": 0.8}
         axes[0].loglog(s, [max(x["complement_force_ratio"], 1e-12) for x in r["rows"]], **kw)
         axes[0].annotate(r["program"], (s[-1], max(r["rows"][-1]["complement_force_ratio"], 1e-12)), fontsize=7)
         axes[1].semilogx(s, [x["range_ratio"] for x in r["rows"]], **kw)
+        axes[2].loglog(s, [x["step_limit"] for x in r["rows"]], **kw)
+        axes[2].scatter([s[0]], [r["step_size"]], color=kw["color"], marker="x")
     axes[0].axhline(1.0, color="k", lw=0.8, ls="--")
     axes[0].set(xlabel="whitened distance s (complement: s / sqrt(gamma))", ylabel="loss force / prior force",
                 title="flat complement: where the loss, not the prior, confines it")
     axes[1].axhline(1.0, color="k", lw=0.8, ls="--")
     axes[1].set(xlabel="whitened distance s", ylabel="nbeta dL / quadratic prediction", yscale="log",
                 title="Hessian range: measured over quadratic")
+    axes[2].set(xlabel="whitened distance s", ylabel="2 / sqrt(top |eigenvalue| of whitened Hessian)",
+                title="leapfrog step limit at w* + s A^(1/2) z (x: auto_llc's tuned step)")
     for verdict, colour in COLOURS.items():
-        axes[1].plot([], [], color=colour, label=verdict)
-    axes[1].legend(fontsize=8)
+        axes[2].plot([], [], color=colour, label=verdict)
+    axes[2].legend(fontsize=8)
     fig.suptitle(f"Landscape probe, {st.line()}, 4 random directions per s; verdicts from results/complexity*; "
                  f"{len(rows)} programs", fontsize=9)
     fig.tight_layout()
@@ -145,6 +151,9 @@ def readme(rows: list, st: ValiditySettings, config: dict) -> str:
 
     def walls(rs):
         return ", ".join(f"{r['program']} {_s(r['wall_scale'])}" for r in rs) or "none"
+
+    def limits(rs):
+        return ", ".join(f"{r['program']} {r['step_limit_0.1']:.2g}" for r in rs) or "none"
 
     def steps(rs):
         return ", ".join(f"{r['program']} {r['step_size']:.2g}" for r in rs) or "none"
@@ -162,15 +171,19 @@ def readme(rows: list, st: ValiditySettings, config: dict) -> str:
              f"- Step size tuned by `auto_llc` in whitened units (about 1 / d^(1/4) for a Gaussian of dimension d): "
              f"valid: {steps(by['valid'])}; not valid: {steps(by['not valid'])}; not estimated: "
              f"{steps(by['not estimated'])}.",
-             "- Read together: a step size far below the wall scale means the chains are held back by something "
-             "stiffer than the random directions probed here; chains then cross the whitened range (scale 1) in "
-             "about 1 / step leapfrog steps, which is the budget a valid estimate needs.", "",
+             f"- Leapfrog step limit 2 / sqrt(stiffness) at whitened distance 0.1 from w* (2 at w* itself, where the whitened Hessian is I): "
+             f"valid: {limits(by['valid'])}; not valid: {limits(by['not valid'])}; not estimated: "
+             f"{limits(by['not estimated'])}.",
+             "- How to read it: the chains must cross the whitened range (scale 1) with steps no larger than the "
+             "limit where they are, so a crossing costs about 1 / step leapfrog steps; that, not the number of "
+             "parameters, is the budget a valid estimate needs.", "",
              "## Per program", "",
-             "| program | params | rank | complement | quadratic up to s | wall at s | step size | warm-up acceptance | "
-             "verdict |", "|" + "---|" * 9]
+             "| program | params | rank | complement | quadratic up to s | wall at s | step limit at s=0.01 | "
+             "step limit at s=0.1 | tuned step | warm-up acceptance | verdict |", "|" + "---|" * 11]
     for r in rows:
         lines.append(f"| {r['program']} | {r['num_params']} | {r['rank']} | {r['complement_dim']} | "
-                     f"{_s(r['quadratic_scale'])} | {_s(r['wall_scale'])} | {r['step_size']:.3g} | "
+                     f"{_s(r['quadratic_scale'])} | {_s(r['wall_scale'])} | {r['step_limit_0.01']:.3g} | "
+                     f"{r['step_limit_0.1']:.3g} | {r['step_size']:.3g} | "
                      f"{r['warmup_acceptance']:.2f} | {r['verdict']} |")
     lines += ["", "Figure: [probe.png](probe.png). Files: `probe.csv`, `metrics.json` (every scale's numbers), "
               "`config.json`. The step size is from a short warm-up, not from the table's runs.", ""]

@@ -19,6 +19,7 @@ def test_a_quadratic_loss_has_no_complement_and_matches_its_hessian_at_every_sca
     assert out["rank"] == 5 and out["complement_dim"] == 0
     for row in out["rows"]:
         assert row["range_ratio"] == pytest.approx(1.0, rel=1e-6)
+        assert row["stiffness"] == pytest.approx(1.0, rel=1e-6)  # whitening makes the potential's Hessian I
     assert out["wall_scale"] is None and out["quadratic_scale"] == 1.0
 
 
@@ -57,13 +58,25 @@ def test_bad_settings_are_refused():
 def test_the_product_wall_matches_its_closed_form():
     """One direction z (the probe's seeded N(0, I) draw) at gamma = 4: w = s z / sqrt(gamma), so
     nbeta dL = nbeta E[x^2] s^4 (z1 z2)^2 / (2 gamma^2) and the force ratio is nbeta E[x^2] s^2 |z1 z2| / gamma^2.
-    Fails if the complement is placed at 1 / gamma or 1 / sqrt(gamma) is dropped (a factor gamma^(k/2) off)."""
+    The stiffness is the largest |eigenvalue| of (nbeta H(w) + gamma I) / gamma, H(w) = E[x^2] [[w2^2, 2 w1 w2],
+    [2 w1 w2, w1^2]]. Fails if the complement is placed at 1 / gamma or 1 / sqrt(gamma) is dropped (a factor
+    gamma^(k/2) off), or if the stiffness is taken at w* or leaves out the gamma term or the whitening."""
     model, data = _product_model()
-    nbeta, gamma = 1e3, 4.0
+    nbeta, gamma = 1e5, 4.0
     out = probe_landscape(model, data, half_sq_error, nbeta=nbeta, localization=gamma, scales=SCALES, directions=1)
     z = torch.randn(1, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)[0]
     ex2 = float((data.tensors[0] ** 2).mean())
+    checked = 0
     for row in out["rows"]:
         s = row["scale"]
         assert row["complement_nbeta_dl"] == pytest.approx(nbeta * ex2 * s ** 4 * float(z[0] * z[1]) ** 2 / (2 * gamma ** 2))
         assert row["complement_force_ratio"] == pytest.approx(nbeta * ex2 * s ** 2 * abs(float(z[0] * z[1])) / gamma ** 2)
+        w1, w2 = (s * z / gamma ** 0.5).tolist()
+        H = ex2 * torch.tensor([[w2 * w2, 2 * w1 * w2], [2 * w1 * w2, w1 * w1]], dtype=torch.float64)
+        expected = float(torch.linalg.eigvalsh((nbeta * H + gamma * torch.eye(2, dtype=torch.float64)) / gamma).abs().max())
+        assert row["stiffness"] <= expected * (1 + 1e-9)  # a Rayleigh quotient never exceeds the spectrum
+        if expected > 10:  # power iteration separates the eigenvalues only where one dominates
+            assert row["stiffness"] == pytest.approx(expected, rel=1e-4)
+            assert row["step_limit"] == pytest.approx(2 / expected ** 0.5, rel=1e-4)
+            checked += 1
+    assert checked >= 2
