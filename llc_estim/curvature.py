@@ -17,6 +17,7 @@ import dataclasses
 import math
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from llc_estim.params import FlatParams
@@ -122,9 +123,23 @@ def hessian_eigen(flat: FlatParams, terms: list, dense_max: int = 3000, chunk: i
                 H[flat.mask.bool()] = apply(eye)
             else:
                 H = apply(eye)
-            evals, evecs = torch.linalg.eigh(0.5 * (H + H.T))
+            evals, evecs = symmetric_eigh(0.5 * (H + H.T))
             return _positive(evals, evecs, P, "dense", True, tol)
         return _randomized(apply, P, flat, max_rank, seed, tol)
+
+
+def symmetric_eigh(A: torch.Tensor) -> tuple:
+    """`torch.linalg.eigh`, or numpy's LAPACK eigh where torch's fails to converge.
+
+    torch 2.13's CPU eigh fails on some rank-deficient compiled-model Hessians with one thread (pair_balance at
+    n = 512: "failed to converge") and succeeds with two; numpy's driver returns the same spectrum on them.
+    """
+    try:
+        return torch.linalg.eigh(A)
+    except torch.linalg.LinAlgError:
+        evals, evecs = np.linalg.eigh(A.detach().cpu().numpy())
+        return (torch.as_tensor(evals, dtype=A.dtype, device=A.device),
+                torch.as_tensor(evecs, dtype=A.dtype, device=A.device))
 
 
 def _positive(evals, evecs, P, method, complete, tol) -> Curvature:
@@ -147,7 +162,7 @@ def _randomized(apply, P, flat: FlatParams, max_rank: int, seed: int, tol: float
         Q = torch.linalg.qr(apply(Q.T).T).Q
         HQ = apply(Q.T).T  # [P, k]
         T = Q.T @ HQ
-        evals, S = torch.linalg.eigh(0.5 * (T + T.T))
+        evals, S = symmetric_eigh(0.5 * (T + T.T))
         top = float(evals.max())
         tail = float(torch.sort(evals).values[min(k // 8, k - 1)])  # an eigenvalue well inside the subspace's tail
         complete = tail <= tol * top or k >= P

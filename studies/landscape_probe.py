@@ -86,7 +86,8 @@ def run(source: Path, out_dir: Path, programs: tuple, max_params: int, steps: in
         raise ValueError(f"unknown programs {unknown}; known: {registry.names()}")
     t0 = time.time()
     st = settings_from_config(json.loads((source / "config.json").read_text()))
-    sizes = {p: r.get("num_params", 0) for p, r in json.loads((source / "metrics.json").read_text())["programs"].items()}
+    table = json.loads((source / "metrics.json").read_text())["programs"]
+    sizes = {p: r.get("num_params", 0) for p, r in table.items()}
     chosen = [p for p in programs if sizes.get(p, 0) <= max_params]  # a program the table lacks is probed
     kept = run_jobs(job, [(p, st, steps) for p in chosen], workers, desc="landscape probe",
                     describe=lambda args, r: f"{args[0]}: wall at s={r['wall_scale']}, step {r['step_size']:.3g}")
@@ -95,7 +96,8 @@ def run(source: Path, out_dir: Path, programs: tuple, max_params: int, steps: in
         r["verdict"] = status.get(r["program"], "not estimated")
     env = environment()
     config = {"settings": {**dataclasses.asdict(st), "nbeta": st.nbeta}, "steps": steps, "max_params": max_params,
-              "programs": list(programs), "not_probed": sorted(set(programs) - set(chosen)), "workers": workers, "source_commit": _source_commit(source),
+              "programs": list(programs), "not_probed": sorted(set(programs) - set(chosen)), "workers": workers,
+              "source_commit": _source_commit(source),
               "seconds": time.time() - t0, "environment": env}
     out_dir.mkdir(parents=True, exist_ok=True)
     flat = [{k: v for k, v in r.items() if k != "rows"} for r in kept]
@@ -171,7 +173,8 @@ def readme(rows: list, st: ValiditySettings, config: dict) -> str:
              f"- Step size tuned by `auto_llc` in whitened units (about 1 / d^(1/4) for a Gaussian of dimension d): "
              f"valid: {steps(by['valid'])}; not valid: {steps(by['not valid'])}; not estimated: "
              f"{steps(by['not estimated'])}.",
-             f"- Leapfrog step limit 2 / sqrt(stiffness) at whitened distance 0.1 from w* (2 at w* itself, where the whitened Hessian is I): "
+             "- Leapfrog step limit 2 / sqrt(stiffness) at whitened distance 0.1 from w* (2 at w* itself, where the "
+             f"whitened Hessian is I): "
              f"valid: {limits(by['valid'])}; not valid: {limits(by['not valid'])}; not estimated: "
              f"{limits(by['not estimated'])}.",
              "- How to read it: the chains must cross the whitened range (scale 1) with steps no larger than the "

@@ -69,11 +69,13 @@ def test_the_product_wall_matches_its_closed_form():
     checked = 0
     for row in out["rows"]:
         s = row["scale"]
-        assert row["complement_nbeta_dl"] == pytest.approx(nbeta * ex2 * s ** 4 * float(z[0] * z[1]) ** 2 / (2 * gamma ** 2))
-        assert row["complement_force_ratio"] == pytest.approx(nbeta * ex2 * s ** 2 * abs(float(z[0] * z[1])) / gamma ** 2)
+        zz = float(z[0] * z[1])
+        assert row["complement_nbeta_dl"] == pytest.approx(nbeta * ex2 * s ** 4 * zz ** 2 / (2 * gamma ** 2))
+        assert row["complement_force_ratio"] == pytest.approx(nbeta * ex2 * s ** 2 * abs(zz) / gamma ** 2)
         w1, w2 = (s * z / gamma ** 0.5).tolist()
         H = ex2 * torch.tensor([[w2 * w2, 2 * w1 * w2], [2 * w1 * w2, w1 * w1]], dtype=torch.float64)
-        expected = float(torch.linalg.eigvalsh((nbeta * H + gamma * torch.eye(2, dtype=torch.float64)) / gamma).abs().max())
+        M = (nbeta * H + gamma * torch.eye(2, dtype=torch.float64)) / gamma
+        expected = float(torch.linalg.eigvalsh(M).abs().max())
         assert row["stiffness"] <= expected * (1 + 1e-9)  # a Rayleigh quotient never exceeds the spectrum
         if expected > 10:  # power iteration separates the eigenvalues only where one dominates
             assert row["stiffness"] == pytest.approx(expected, rel=1e-4)

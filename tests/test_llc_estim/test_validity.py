@@ -113,6 +113,19 @@ def test_bounds_match_the_exact_spectrum():
     assert b["effective_half_rank"] == pytest.approx(float((50 * h / (2 * (50 * h + 1000))).sum()), rel=1e-10)
 
 
+def test_bounds_survive_a_failing_torch_eigh(monkeypatch):
+    """torch's CPU eigh fails to converge on some rank-deficient compiled Hessians (pair_balance, one thread); the
+    numpy fallback must give the same spectrum. Fails if the error propagates or the fallback reorders or scales."""
+    model, data = _quadratic_problem([1.0, 10.0, 100.0])
+    want = _curvature(model, data).eigenvalues
+
+    def fail(A):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(torch.linalg, "eigh", fail)
+    assert torch.allclose(_curvature(model, data).eigenvalues, want, rtol=1e-12)
+
+
 def test_metropolis_is_exact_where_sgld_is_biased():
     """A step so large that unadjusted preconditioned SGLD over-disperses (its stationary variance is
     1/(1 - eps/4) times too large in whitened units): the Metropolis-adjusted chain still recovers the exact
