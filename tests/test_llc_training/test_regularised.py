@@ -69,7 +69,10 @@ def test_hutchinson_trace_of_a_quadratic():
 
 
 def test_trained_llc_of_a_regular_model_is_half_its_dimension():
-    """Linear regression with d weights at its least-squares minimum: LLC d/2, and every check passes."""
+    """Linear regression with d weights at its least-squares minimum: LLC d/2, and every check passes.
+
+    2000 steps: at 600 (20 HMC draws per chain) the verdict hung on rounding; on this session's CPU the same seeds
+    gave per-chain LLCs 1.9-5.7 and R-hat 1.58, at 2000 steps 2.02 +- 0.10."""
     torch.manual_seed(0)
     d = 4
     x = torch.randn(400, d - 1, dtype=torch.float64)
@@ -86,7 +89,7 @@ def test_trained_llc_of_a_regular_model_is_half_its_dimension():
     loss = lambda m, batch: ((m(batch[0]) - batch[1]) ** 2).mean()  # noqa: E731
     polish(model, loss, (x, y), max_iter=100)
     res = trained_llc(model, Task, (x, y), loss,
-                      TrainedLLCSettings(localization=1e-2, nbeta=1e4, max_steps=600, sgld_mode="whitened",
+                      TrainedLLCSettings(localization=1e-2, nbeta=1e4, max_steps=2000, sgld_mode="whitened",
                                          sgld_step=0.1, sgld_draws=400, sgld_burnin=200, refreshes=0))
     assert abs(res["llc_mean"] - d / 2) < 0.3, res
     assert res["valid"], res["reasons"]
