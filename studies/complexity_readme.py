@@ -158,22 +158,23 @@ def _sharp_section(sharp: list) -> list:
         out.append(f"| {r['program']} | {r['knob']} | {r['value']:g} | {_f(r['reference_accuracy'], 3)} | {llc} | "
                    f"{_f(b.get('half_rank'), 1)} | {_mark(r.get('trustworthy')) if r.get('estimated') else '-'} | "
                    f"{note[:160]} |")
-    out += ["", _convergence(sharp), "", "![knobs](knobs.png)", ""]
+    out += ["", convergence(sharp), "", "![knobs](knobs.png)", ""]
     return out
 
 
-def _convergence(sharp: list) -> str:
-    """Does the LLC settle as sharpness grows? Compared between the two sharpest valid values per program/knob."""
+def convergence(sharp: list, ok_key: str = "trustworthy") -> str:
+    """Does the LLC settle as sharpness grows? Compared between the two sharpest values per program/knob whose
+    `ok_key` is true (the estimator's verdict, or a row's `valid`)."""
     verdicts = []
     for key in dict.fromkeys((r["program"], r["knob"]) for r in sharp):
         rs = sorted([r for r in sharp if (r["program"], r["knob"]) == key and r.get("estimated")
-                     and r.get("trustworthy")], key=lambda r: r["value"])
+                     and r.get(ok_key)], key=lambda r: r["value"])
         if len(rs) < 2:
-            verdicts.append(f"{key[0]}/{key[1]}: fewer than two trustworthy values")
+            verdicts.append(f"{key[0]}/{key[1]}: fewer than two {ok_key} values")
             continue
         a, b = rs[-2], rs[-1]
         change = abs(b["llc_mean"] - a["llc_mean"]) / max(abs(a["llc_mean"]), 1e-12)
         verdicts.append(f"{key[0]}/{key[1]}: {a['value']:g} -> {b['value']:g} changes the LLC by {change:.0%} "
                         f"({'settled' if change <= 0.1 else 'not settled'})")
-    return ("Convergence as each knob grows (last two trustworthy values; for relu_margin and localization this "
+    return (f"Convergence as each knob grows (last two {ok_key} values; for relu_margin and localization this "
             "asks whether the estimate still moves): " + "; ".join(verdicts) + ".")

@@ -194,8 +194,9 @@ def _knob_labels(knobs: list) -> tuple:
             " (others fixed: " + ", ".join(f"{key}={knobs[0][key]}" for key in knobs[0] if key not in varying) + ")")
 
 
-def figure_sharpness(rows: list, path: Path, title: str) -> None:
-    """Per knob: LLC and rank/2 against the knob value, one line per program (hollow = flagged)."""
+def figure_sharpness(rows: list, path: Path, title: str, ok_key: str = "trustworthy") -> None:
+    """Per knob: LLC and rank/2 against the knob value, one line per program (hollow: `ok_key` false, i.e. flagged
+    by the estimator, or not valid)."""
     rows = [r for r in rows if r.get("estimated")]
     if not rows:
         return
@@ -211,7 +212,7 @@ def figure_sharpness(rows: list, path: Path, title: str) -> None:
             ax.plot(x, [r["llc_mean"] for r in rs], "-", color=f"C{i}", label=prog)
             for r in rs:
                 ax.errorbar(r["value"], r["llc_mean"], yerr=r["llc_std"], fmt="o", color=f"C{i}",
-                            mfc=f"C{i}" if r["trustworthy"] else "none", capsize=2)
+                            mfc=f"C{i}" if r[ok_key] else "none", capsize=2)
             ax.plot(x, [_half_rank(r) for r in rs], ":", color=f"C{i}")
         values = sorted({r["value"] for r in rows if r["knob"] == knob})
         if min(values) > 0 and len(values) > 1:
@@ -220,7 +221,7 @@ def figure_sharpness(rows: list, path: Path, title: str) -> None:
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         if len(values) == 1:
             ax.set_xlim(values[0] - 1, values[0] + 1)
-        ax.set(xlabel=knob, ylabel="LLC (solid), rank/2 (dotted)", title=f"{knob} (hollow: flagged)")
+        ax.set(xlabel=knob, ylabel="LLC (solid), rank/2 (dotted)", title=f"{knob} (hollow: {'flagged' if ok_key == 'trustworthy' else 'not ' + ok_key})")
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -27,6 +27,8 @@ SUPPLEMENTS = (  # listed when present; written by their own commands, not by `m
                                                 "twice the budget (`python -m studies.complexity_escalation`)?"),
     ("landscape_probe", "Q1, supplement", "What does the sampler meet near w* on the programs that are, and are not, "
                                           "validly sampled (`python -m studies.landscape_probe`)?"),
+    ("sharpness_ladder", "Q1, supplement", "Does the LLC converge as the compiled weights get sharper at constant "
+                                           "100% accuracy (`python -m studies.sharpness_ladder`)?"),
 )
 
 

@@ -134,10 +134,7 @@ def validate(spec: ProgramSpec, st: ValiditySettings) -> dict:
         return row
     base = settled_estimate(base_problem, st, st.nbeta)
     row["base"] = base
-    checks = {"basin": base["draw_accuracy_min"] >= 0.99 and base["mean_draw_loss"] <= 0.05,
-              "bounds": (0.85 * base["bounds"]["effective_half_rank"] <= base["llc_mean"]
-                         <= base["bounds"]["half_dim"]),
-              "rhat": bool(base["rhat"] < 1.1) and base["trustworthy"]}
+    checks = base_checks(base)
     if st.checks:
         big = settled_estimate(teacher_problem(spec, 4 * st.n, sharpness=st.sharpness), st, 4 * st.nbeta)
         row["nbeta_x4"] = big
@@ -158,6 +155,14 @@ def validate(spec: ProgramSpec, st: ValiditySettings) -> dict:
     row["reason"] = "; ".join(_reasons(row)) if not row["valid"] else ""
     row["seconds"] = time.time() - t0
     return row
+
+
+def base_checks(est: dict) -> dict:
+    """Checks 1, 4 and 5, which need only the estimate itself (an `estimate` result): basin, bounds, rhat."""
+    b = est["bounds"]
+    return {"basin": bool(est["draw_accuracy_min"] >= 0.99 and est["mean_draw_loss"] <= 0.05),
+            "bounds": bool(0.85 * b["effective_half_rank"] <= est["llc_mean"] <= b["half_dim"]),
+            "rhat": bool(est["rhat"] < 1.1) and bool(est["trustworthy"])}
 
 
 def _has_heads(problem: TeacherProblem) -> bool:

@@ -1,0 +1,70 @@
+"""`studies.sharpness_ladder`: rungs at the table's settings, exactness first, shared rungs estimated once."""
+
+import json
+
+import pytest
+
+from studies import sharpness_ladder as sl
+from tests.test_studies.test_complexity_escalation import _source
+
+
+def _rung(prog, knob, value, llc, valid, half_rank=10.0):
+    return {"program": prog, "knob": knob, "value": value, "estimated": True, "llc_mean": llc, "llc_std": 0.1,
+            "half_rank": half_rank, "valid": valid, "reason": "" if valid else "sampler verdict: R-hat 1.5"}
+
+
+def test_a_ladder_estimates_exact_rungs_once_and_refuses_inexact_ones(tmp_path):
+    ladders = (("softmax_coldness", (0.01, 100.0)), ("mlp_exactness", (100.0,)))
+    out = tmp_path / "out"
+    metrics = sl.run(_source(tmp_path), out, ("count_a",), ladders, escalate=0, workers=1)
+    rows = {(r["knob"], r["value"]): r for r in metrics["rows"]}
+    # a coldness of 0.01 makes attention uniform: the program is no longer computed, so no estimate is made
+    cold = rows[("softmax_coldness", 0.01)]
+    assert cold["estimated"] is False and cold["reference_accuracy"] < 1 and "not exact" in cold["reason"]
+    # the table's sharpness is a rung of both ladders: one estimate, reported on both
+    a, b = rows[("softmax_coldness", 100.0)], rows[("mlp_exactness", 100.0)]
+    assert a["estimated"] and a["llc_mean"] == b["llc_mean"] and a["reference_accuracy"] == 1.0
+    assert a["valid"] == (a["check_basin"] and a["check_bounds"] and a["check_rhat"])
+    assert a["valid"] or a["reason"]
+    readme = (out / "README.md").read_text()
+    assert "## The answer" in readme and "| count_a | softmax_coldness | 0.01 |" in readme and " nan" not in readme
+    assert (out / "sharpness.png").stat().st_size > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["checks"] is False and config["runs"][0]["programs"] == ["count_a"]
+
+
+def test_summaries_find_where_validity_ends_and_the_trend():
+    rows = [_rung("p", "softmax_coldness", v, llc, ok) for v, llc, ok in
+            ((10.0, 20.0, True), (20.0, 21.0, True), (50.0, 22.0, True), (100.0, 23.0, True), (200.0, 5.0, False))]
+    (s,) = sl.summaries(rows)
+    assert s["valid_rungs"] == 4 and s["breaks_at"] == 200.0 and "R-hat" in s["breaks_because"]
+    assert s["spearman_rho"] == pytest.approx(1.0) and s["llc_min"] == 20.0 and s["llc_max"] == 23.0
+    assert s["ratio_min"] == pytest.approx(2.0)
+    assert sl._last_change(rows, s) == pytest.approx(1 / 22)
+    # with fewer than three valid rungs there is no trend
+    (t,) = sl.summaries([dict(r, valid=r["value"] < 20) for r in rows])
+    assert t["valid_rungs"] == 1 and t["spearman_rho"] != t["spearman_rho"] and t["breaks_at"] == 20.0
+
+
+def test_merge_refuses_parts_that_overlap_or_differ(tmp_path):
+    def part(name, programs, settings):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"settings": settings, "ladders": [], "source_commit": "f",
+                                                   "runs": [{"programs": programs, "seconds": 1.0}]}))
+        (d / "metrics.json").write_text(json.dumps({"rows": []}))
+        return d
+
+    with pytest.raises(ValueError, match="more than one part"):
+        sl.merge([part("a", ["x"], {"n": 1}), part("b", ["x"], {"n": 1})], tmp_path / "o")
+    with pytest.raises(ValueError, match="differ in settings"):
+        sl.merge([part("c", ["x"], {"n": 1}), part("d", ["y"], {"n": 2})], tmp_path / "o")
+
+
+def test_bad_input_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown programs"):
+        sl.run(_source(tmp_path), tmp_path / "o", ("no_such_program",))
+    with pytest.raises(ValueError, match="ladders"):
+        sl.run(_source(tmp_path), tmp_path / "o", ("count_a",), (("relu_margin", (0.0,)),))
+    with pytest.raises(ValueError, match="escalate"):
+        sl.run(_source(tmp_path), tmp_path / "o", ("count_a",), escalate=-1)
