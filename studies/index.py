@@ -22,6 +22,9 @@ QUESTIONS = (
 )
 
 SUPPLEMENTS = (  # listed when present; written by their own commands, not by `make results`
+    ("q1_answer", "Q1 over every valid estimate", "Does the LLC of a compiled program say anything its Hessian "
+                                                  "rank does not, on the programs with a valid estimate in the table "
+                                                  "or its escalation (`python -m studies.q1_answer`)?"),
     ("complexity_escalation", "Q1, supplement", "Do the near-valid programs of the complexity table, and programs it "
                                                 "left out for size, become valid when flagged estimates are rerun at "
                                                 "twice the budget (`python -m studies.complexity_escalation`)?"),

@@ -1,0 +1,75 @@
+"""`studies.q1_answer`: the Q1 statistics over valid programs only, with the escalation's rows preferred."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from studies import q1_answer
+
+
+def _row(prog, llc, half_rank, valid, sw=0, reason=""):
+    return {"program": prog, "num_params": 100, "llc_mean": llc, "llc_std": 0.5, "half_rank": half_rank,
+            "effective_half_rank": half_rank, "half_dim": 50.0, "valid": valid, "reason": reason, "layers": 1,
+            "heads": 1, "mlp_width": 4, "residual_width": 8, "primitives": 2, "selector_width": sw}
+
+
+def _folders(tmp_path, table, escalation=None, ladders=None):
+    for name, rows in (("complexity", table), ("complexity_escalation", escalation)):
+        if rows is None:
+            continue
+        (tmp_path / name).mkdir()
+        metrics = {"programs": {r["program"]: r for r in rows}, "ladders": ladders or {}}
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+        config = {"environment": {"git_commit": name[0] * 40},
+                  "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4}}}
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_escalation_rows_replace_the_table_and_only_valid_programs_enter_the_statistics(tmp_path):
+    table = [_row("a", 10.0, 10.0, True), _row("b", 20.0, 20.0, False, sw=1, reason="flagged"),
+             _row("c", 12.0, 11.0, True, sw=1), _row("d", 31.0, 30.0, True),
+             _row("e", float("nan"), float("nan"), False, reason="not estimated")]
+    escalation = [_row("b", 26.0, 20.0, True), _row("x_unestimated", float("nan"), float("nan"), False)]
+    ladders = {"lad": {"rungs": [{"program": "r1", "valid_seeds": 2, "llc_mean": 5.0, "half_rank": 5.0},
+                                 {"program": "r2", "valid_seeds": 0, "llc_mean": 99.0, "half_rank": 5.0}]}}
+    (tmp_path / "src").mkdir()
+    src = _folders(tmp_path / "src", table, escalation, ladders)
+    out = tmp_path / "out"
+    metrics = q1_answer.run(src, out)
+    st = metrics["statistics"]
+    rows = metrics["programs"]
+    assert rows["b"]["source"] == "complexity_escalation" and rows["b"]["ratio"] == pytest.approx(1.3)
+    assert rows["a"]["source"] == "complexity" and "x_unestimated" not in rows  # rows follow the table's programs
+    assert st["valid_programs"] == ["a", "b", "c", "d"]
+    assert st["ratio_min"] == pytest.approx(1.0) and st["ratio_max"] == pytest.approx(1.3)
+    assert st["largest_ratio"] == "b" and st["spearman_llc_half_rank"] == pytest.approx(1.0)
+    # SelectorWidth programs b, c (1.3, 1.09) against a, d (1.0, 1.033): complete separation, exact p = 2 / C(4, 2)
+    assert st["selector_width_ratios"] == pytest.approx([1.3, 12 / 11])
+    assert st["mannwhitney_p"] == pytest.approx(2 / 6)
+    # tier B: only ladder rungs with trustworthy seeds; never pooled into the statistics
+    assert [r["program"] for r in metrics["tier_b"]] == ["r1"]
+    readme = (out / "README.md").read_text()
+    assert "**4 of 5 programs have a valid LLC**" in readme and "withdrawn" in readme and " nan" not in readme
+    assert (out / "llc_vs_rank.png").stat().st_size > 0
+    assert json.loads((out / "config.json").read_text())["source_commits"] == {
+        "complexity": "c" * 40, "complexity_escalation": "c" * 40}
+
+
+def test_fewer_than_three_valid_programs_give_no_statistics(tmp_path):
+    st = q1_answer.statistics([dict(_row("a", 10.0, 10.0, True), ratio=1.0),
+                               dict(_row("b", 30.0, 10.0, False), ratio=3.0)])
+    assert st["num_valid"] == 1 and "no statistics" in st["note"] and "ratio_median" not in st
+    assert "too few" in q1_answer.answer(st, [{"valid": True, "num_params": 1}], 4)[0]
+
+
+def test_a_missing_complexity_study_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="complexity"):
+        q1_answer.run(tmp_path, tmp_path / "out")
+
+
+def test_the_ratio_interval_is_the_t_interval():
+    lo, hi = q1_answer._t_interval(np.array([1.0, 2.0, 3.0]))
+    assert (lo + hi) / 2 == pytest.approx(2.0) and hi - lo == pytest.approx(2 * 4.302653 / math.sqrt(3), rel=1e-5)
