@@ -95,14 +95,14 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders
     table's value, on both ladders) is estimated once.
 
     Raises:
-        ValueError: an unknown program or knob, an empty ladder, or escalate < 0.
+        ValueError: an unknown program or knob, no rung at all, or escalate < 0.
     """
     unknown = [p for p in programs if p not in registry.names()]
     if unknown:
         raise ValueError(f"unknown programs {unknown}; known: {registry.names()}")
-    bad = [k for k, values in ladders if k not in ("softmax_coldness", "mlp_exactness") or not values]
-    if bad:
-        raise ValueError(f"ladders must be non-empty and on softmax_coldness or mlp_exactness, got {bad}")
+    bad = [k for k, _ in ladders if k not in ("softmax_coldness", "mlp_exactness")]
+    if bad or not any(values for _, values in ladders):
+        raise ValueError(f"ladders must be on softmax_coldness or mlp_exactness and hold a rung, got {ladders}")
     if escalate < 0:
         raise ValueError(f"escalate must be >= 0, got {escalate}")
     t0 = time.time()
@@ -117,10 +117,10 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders
     rows = [{**by_key[(p, _key(st, over))], "knob": knob, "value": v} for p, knob, v, over in todo]
     env = environment()
     run_record = {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": time.time() - t0,
-                  "workers": workers, "programs": list(programs), "environment": env}
+                  "workers": workers, "programs": list(programs), "ladders": [[k, list(v)] for k, v in ladders],
+                  "environment": env}
     config = {"settings": {**dataclasses.asdict(st), "nbeta": st.nbeta},
-              "ladders": [[k, list(v)] for k, v in ladders], "source_commit": source_config["environment"]["git_commit"],
-              "environment": env, "runs": [run_record]}
+              "source_commit": source_config["environment"]["git_commit"], "environment": env, "runs": [run_record]}
     return write(out_dir, rows, config)
 
 
@@ -130,22 +130,24 @@ def _key(st: ValiditySettings, overrides: dict) -> tuple:
 
 
 def merge(parts: list, out_dir: Path) -> dict:
-    """Combines folders written by `run` into `out_dir`; every run keeps its commit and time in config.json.
+    """Combines folders written by `run` into `out_dir`; every run keeps its commit, time, programs and ladders in
+    config.json (parts may climb different ladders: a program the table's sharpness blocks may only have low rungs).
 
     Raises:
-        ValueError: the parts differ in settings, ladders or source table, or two parts hold the same program.
+        ValueError: the parts differ in settings or source table, or two parts hold the same program.
     """
     configs = [json.loads((Path(p) / "config.json").read_text()) for p in parts]
     rows = [r for p in parts for r in json.loads((Path(p) / "metrics.json").read_text())["rows"]]
-    for key in ("settings", "ladders", "source_commit"):
+    for key in ("settings", "source_commit"):
         if any(c[key] != configs[0][key] for c in configs):
             raise ValueError(f"the parts differ in {key}: {[c[key] for c in configs]}")
     owners = [tuple(run["programs"]) for c in configs for run in c["runs"]]
     names = [p for o in owners for p in o]
     if len(set(names)) != len(names):
         raise ValueError(f"a program appears in more than one part: {owners}")
-    runs = [run for c in configs for run in c["runs"]]
-    return write(out_dir, rows, {**configs[0], "environment": environment(), "runs": runs})
+    runs = [{"ladders": c.get("ladders", []), **run} for c in configs for run in c["runs"]]  # older parts: per folder
+    base = {k: v for k, v in configs[0].items() if k != "ladders"}
+    return write(out_dir, rows, {**base, "environment": environment(), "runs": runs})
 
 
 def trend(rows: list) -> tuple:
@@ -195,8 +197,9 @@ def write(out_dir: Path, rows: list, config: dict) -> dict:
 
 def readme(rows: list, summ: list, st: ValiditySettings, runs: list) -> str:
     """The README, generated from the rows (every claim is a branch on the numbers)."""
-    made = "; ".join(f"{', '.join(run['programs'])} at commit `{run['commit'][:10]}` (dirty: {run['dirty']}), "
-                     f"{run['seconds'] / 60:.1f} minutes with {run['workers']} worker(s)" for run in runs)
+    made = "; ".join(f"{', '.join(run['programs'])} ({_ladder_text(run.get('ladders', []))}) at commit "
+                     f"`{run['commit'][:10]}` (dirty: {run['dirty']}), {run['seconds'] / 60:.1f} minutes with "
+                     f"{run['workers']} worker(s)" for run in runs)
     est = [r for r in rows if r["estimated"]]
     valid = [r for r in est if r["valid"]]
     judged = [s for s in summ if s["valid_rungs"] >= 2]
@@ -242,6 +245,11 @@ def readme(rows: list, summ: list, st: ValiditySettings, runs: list) -> str:
     return "\n".join(lines)
 
 
+def _ladder_text(ladders: list) -> str:
+    """'softmax_coldness 20, 50; mlp_exactness 4' for a run's ladders."""
+    return "; ".join(f"{k} {', '.join(f'{v:g}' for v in values)}" for k, values in ladders if values) or "ladders not recorded"
+
+
 def _last_change(rows: list, s: dict) -> float:
     """Relative change of the LLC between the two sharpest valid rungs of a ladder."""
     ok = sorted([r for r in rows if (r["program"], r["knob"]) == (s["program"], s["knob"]) and r["valid"]],
@@ -269,8 +277,10 @@ def main() -> None:
     """Command line (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--programs", nargs="+", default=list(DEFAULT_PROGRAMS))
-    ap.add_argument("--coldness", type=float, nargs="+", default=list(DEFAULT_LADDERS[0][1]))
-    ap.add_argument("--exactness", type=float, nargs="+", default=list(DEFAULT_LADDERS[1][1]))
+    ap.add_argument("--coldness", type=float, nargs="*", default=list(DEFAULT_LADDERS[0][1]),
+                    help="softmax-coldness rungs (none: climb only the exactness ladder)")
+    ap.add_argument("--exactness", type=float, nargs="*", default=list(DEFAULT_LADDERS[1][1]),
+                    help="MLP-exactness rungs (none: climb only the coldness ladder)")
     ap.add_argument("--escalate", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--source", type=Path, default=REPO_ROOT / "results" / "complexity")

@@ -31,6 +31,22 @@ def test_a_ladder_estimates_exact_rungs_once_and_refuses_inexact_ones(tmp_path):
     assert (out / "sharpness.png").stat().st_size > 0
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["checks"] is False and config["runs"][0]["programs"] == ["count_a"]
+    assert config["runs"][0]["ladders"] == [["softmax_coldness", [0.01, 100.0]], ["mlp_exactness", [100.0]]]
+
+    # a second part that climbs only a coldness ladder (as for a program the table's sharpness blocks) merges,
+    # and the merged folder records which ladders each run climbed
+    other = tmp_path / "other"
+    other.mkdir()
+    rung = {**cold, "program": "histogram", "value": 20.0}
+    (other / "metrics.json").write_text(json.dumps({"rows": [rung]}))
+    run2 = {**config["runs"][0], "programs": ["histogram"], "ladders": [["softmax_coldness", [20.0]], ["mlp_exactness", []]]}
+    (other / "config.json").write_text(json.dumps({**config, "runs": [run2]}))
+    merged = sl.merge([out, other], tmp_path / "merged")
+    assert len(merged["rows"]) == len(metrics["rows"]) + 1
+    runs = json.loads((tmp_path / "merged" / "config.json").read_text())["runs"]
+    assert [r["ladders"] for r in runs] == [config["runs"][0]["ladders"], run2["ladders"]]
+    text = (tmp_path / "merged" / "README.md").read_text()
+    assert "count_a (softmax_coldness 0.01, 100; mlp_exactness 100)" in text and "histogram (softmax_coldness 20)" in text
 
 
 def test_summaries_find_where_validity_ends_and_the_trend():
@@ -66,5 +82,7 @@ def test_bad_input_is_refused(tmp_path):
         sl.run(_source(tmp_path), tmp_path / "o", ("no_such_program",))
     with pytest.raises(ValueError, match="ladders"):
         sl.run(_source(tmp_path), tmp_path / "o", ("count_a",), (("relu_margin", (0.0,)),))
+    with pytest.raises(ValueError, match="hold a rung"):
+        sl.run(_source(tmp_path), tmp_path / "o", ("count_a",), (("softmax_coldness", ()), ("mlp_exactness", ())))
     with pytest.raises(ValueError, match="escalate"):
         sl.run(_source(tmp_path), tmp_path / "o", ("count_a",), escalate=-1)
