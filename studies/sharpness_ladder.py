@@ -13,7 +13,10 @@ at twice its budget while flagged (`escalate`), and the three checks that need o
 (`validity.base_checks`: basin, bounds, R-hat with the estimator's verdict); a rung is `valid` when all three hold.
 The 4x-data and reparametrisation checks are not run per rung (each costs another estimate); the table's own row
 holds them at its sharpness. The README answers, per program and knob, whether the valid LLCs settle as the knob
-grows, and where validity ends. It is a supplement to the complexity study, not part of `make results`.
+grows, and where validity ends. `--coldness` or `--exactness` given no values climbs only the other knob (for a
+program the table's sharpness blocks, whose low rungs alone may be samplable); merged parts may climb different
+ladders, and config.json records each run's. It is a supplement to the complexity study, not part of
+`make results`.
 """
 
 from __future__ import annotations
@@ -225,19 +228,22 @@ def readme(rows: list, summ: list, st: ValiditySettings, runs: list) -> str:
     lines += ["- How sure: each rung is one estimate of "
               f"{st.num_chains} chains (error bars are the spread over chains, not over seeds); the Spearman trend "
               "over at most five rungs can only detect a monotone change. The table's sharpness is one rung of both "
-              "ladders and is estimated once.", "",
+              "ladders and is estimated once. The tuned step is `auto_llc`'s leapfrog step in Hessian-whitened units: a "
+              "chain crosses the whitened range in about 1 / step leapfrog steps, so a tiny step means walls near w* "
+              "(see `results/landscape_probe`).", "",
               "## Per rung", "",
               "| program | knob | value | exact | LLC | rank/2 | eff. half-rank | LLC/(rank/2) | draw acc. | R-hat | "
-              "acceptance | steps | valid | why not |", "|" + "---|" * 14]
+              "acceptance | tuned step | steps | valid | why not |", "|" + "---|" * 15]
     for r in rows:
         if not r["estimated"]:
             lines.append(f"| {r['program']} | {r['knob']} | {r['value']:g} | {r['reference_accuracy']:.4f} | - | - | "
-                         f"- | - | - | - | - | - | no | {r['reason']} |")
+                         f"- | - | - | - | - | - | - | no | {r['reason']} |")
             continue
         lines.append(f"| {r['program']} | {r['knob']} | {r['value']:g} | 1 | {r['llc_mean']:.2f} +- "
                      f"{r['llc_std']:.2f} | {r['half_rank']:.1f} | {r['effective_half_rank']:.1f} | "
                      f"{r['llc_mean'] / r['half_rank']:.2f} | {r['draw_accuracy_min']:.3f} | {r['rhat']:.2f} | "
-                     f"{r['acceptance']:.2f} | {r['max_steps_used']} | {'yes' if r['valid'] else 'no'} | "
+                     f"{r['acceptance']:.2f} | {r['step_size']:.2g} | {r['max_steps_used']} | "
+                     f"{'yes' if r['valid'] else 'no'} | "
                      f"{r['reason'][:200]} |")
     lines += ["", convergence(rows, ok_key="valid"), "", "![sharpness](sharpness.png)", "",
               "Files: `ladder.csv` (one row per rung), `metrics.json` (rows and per-ladder summaries), `config.json` "

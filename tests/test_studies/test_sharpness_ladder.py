@@ -28,6 +28,7 @@ def test_a_ladder_estimates_exact_rungs_once_and_refuses_inexact_ones(tmp_path):
     assert a["valid"] or a["reason"]
     readme = (out / "README.md").read_text()
     assert "## The answer" in readme and "| count_a | softmax_coldness | 0.01 |" in readme and " nan" not in readme
+    assert "tuned step" in readme
     assert (out / "sharpness.png").stat().st_size > 0
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["checks"] is False and config["runs"][0]["programs"] == ["count_a"]
