@@ -102,8 +102,19 @@ def _t_interval(x: np.ndarray) -> list:
     return [float(x.mean() - half), float(x.mean() + half)]
 
 
-def answer(st: dict, rows: list, num_chains: int) -> list:
-    """The README's answer lines, each a branch on the statistics."""
+def _rescued(rows: list, extra: list) -> dict:
+    """program -> its valid sharpness-ladder rungs, for programs without a valid estimate at the table's sharpness."""
+    invalid = {r["program"] for r in rows if not r["valid"]}
+    out = {}
+    for r in extra:
+        if r["kind"].startswith("sharpness") and r["program"] in invalid:
+            out.setdefault(r["program"], []).append(r)
+    return out
+
+
+def answer(st: dict, rows: list, num_chains: int, extra: tuple = ()) -> list:
+    """The README's answer lines, each a branch on the statistics (and on tier B's rungs of programs not valid at
+    the table's sharpness)."""
     n_total = len(rows)
     if st["num_valid"] < 3:
         return [f"- **Only {st['num_valid']} of {n_total} programs have a valid estimate: too few to answer Q1.**"]
@@ -132,6 +143,13 @@ def answer(st: dict, rows: list, num_chains: int) -> list:
     else:
         lines.append("- **SelectorWidth**: the valid programs do not include both kinds, so no comparison is made; "
                      "the earlier 10x claim came from chains that had left the basin and is withdrawn.")
+    rescued = _rescued(rows, extra)
+    if rescued:
+        lines.append("- **Valid only below the table's sharpness**: " + "; ".join(
+            f"{prog} at " + ", ".join(f"{r['kind'].split()[1]} (LLC {r['llc_mean']:.1f}, LLC/(rank/2) {r['ratio']:.2f})"
+                                      for r in rs) for prog, rs in rescued.items())
+            + ". Each such rung computes the program exactly and passed the checks one estimate can make alone "
+            "(basin, bounds, R-hat); these programs stay out of the statistics above.")
     largest = max(r["num_params"] for r in rows if r["valid"])
     lines.append(f"- How sure: each LLC is one estimate of {num_chains} chains whose five checks passed (basin, 4x "
                  "data, reparametrisation, bounds, R-hat with a clean estimator verdict); the statistics are over "
@@ -206,7 +224,7 @@ def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int) -> 
              f"from {made}; it samples nothing. Tier A: programs whose estimate passed all five validity checks "
              "(the escalation's row where it has an estimate, else the table's). Tier B: estimates that passed the "
              "checks one estimate can make alone; shown, never pooled with tier A.", "",
-             "## The answer", "", *answer(st, rows, num_chains), "",
+             "## The answer", "", *answer(st, rows, num_chains, extra), "",
              "## Programs", "",
              "| program | params | from | LLC | rank/2 | LLC/(rank/2) | SelectorWidths | primitives | valid | why not |",
              "|" + "---|" * 10]

@@ -73,3 +73,21 @@ def test_a_missing_complexity_study_is_an_error(tmp_path):
 def test_the_ratio_interval_is_the_t_interval():
     lo, hi = q1_answer._t_interval(np.array([1.0, 2.0, 3.0]))
     assert (lo + hi) / 2 == pytest.approx(2.0) and hi - lo == pytest.approx(2 * 4.302653 / math.sqrt(3), rel=1e-5)
+
+
+def test_programs_valid_only_at_a_lower_sharpness_are_named_and_kept_out_of_the_statistics(tmp_path):
+    table = [_row("a", 10.0, 10.0, True), _row("c", 12.0, 11.0, True), _row("d", 31.0, 30.0, True),
+             _row("e", 3.0, 40.0, False, reason="R-hat 2.1")]
+    (tmp_path / "src").mkdir()
+    src = _folders(tmp_path / "src", table)
+    rung = {"knob": "softmax_coldness", "half_rank": 40.0}
+    rows = [{**rung, "program": "e", "value": 5.0, "llc_mean": 44.0, "valid": True},
+            {**rung, "program": "e", "value": 50.0, "llc_mean": 9.0, "valid": False},
+            {**rung, "program": "a", "value": 20.0, "llc_mean": 10.5, "half_rank": 10.0, "valid": True}]
+    (src / "sharpness_ladder").mkdir()
+    (src / "sharpness_ladder" / "metrics.json").write_text(json.dumps({"rows": rows}))
+    metrics = q1_answer.run(src, tmp_path / "out")
+    assert metrics["statistics"]["valid_programs"] == ["a", "c", "d"]
+    line = next(x for x in (tmp_path / "out" / "README.md").read_text().splitlines() if "below the table's" in x)
+    assert "e at softmax_coldness=5 (LLC 44.0, LLC/(rank/2) 1.10)" in line
+    assert "=50" not in line and "a at" not in line
