@@ -154,11 +154,15 @@ def merge(parts: list, out_dir: Path) -> dict:
 
 
 def trend(rows: list) -> tuple:
-    """Spearman rho and p of the valid LLCs against log(knob value); (nan, nan) with fewer than 3 valid rungs."""
+    """Spearman rho of the valid LLCs against log(knob value) and its exact two-sided permutation p (a ladder has a
+    handful of rungs, where the t approximation is meaningless: it gives p = 0 for three rungs in order); (nan, nan)
+    with fewer than 3 valid rungs."""
     ok = [r for r in rows if r.get("valid")]
     if len(ok) < 3:
         return math.nan, math.nan
-    res = stats.spearmanr(np.log([r["value"] for r in ok]), [r["llc_mean"] for r in ok])
+    x = np.log([r["value"] for r in ok])
+    res = stats.permutation_test(([r["llc_mean"] for r in ok],), lambda y: stats.spearmanr(x, y).statistic,
+                                 permutation_type="pairings", n_resamples=math.factorial(len(ok)))
     return float(res.statistic), float(res.pvalue)
 
 

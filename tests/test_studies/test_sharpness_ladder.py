@@ -56,6 +56,7 @@ def test_summaries_find_where_validity_ends_and_the_trend():
     (s,) = sl.summaries(rows)
     assert s["valid_rungs"] == 4 and s["breaks_at"] == 200.0 and "R-hat" in s["breaks_because"]
     assert s["spearman_rho"] == pytest.approx(1.0) and s["llc_min"] == 20.0 and s["llc_max"] == 23.0
+    assert s["spearman_p"] == pytest.approx(2 / 24)  # exact: 2 of the 4! orderings are as monotone
     assert s["ratio_min"] == pytest.approx(2.0)
     assert sl._last_change(rows, s) == pytest.approx(1 / 22)
     # with fewer than three valid rungs there is no trend
