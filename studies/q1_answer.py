@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 import matplotlib
 
@@ -70,7 +71,8 @@ def tier_b(source: Path) -> list:
     sharp = source / "sharpness_ladder" / "metrics.json"
     if sharp.exists():
         out += [{"kind": f"sharpness {r['knob']}={r['value']:g}", "program": r["program"], "llc_mean": r["llc_mean"],
-                 "half_rank": r["half_rank"]} for r in json.loads(sharp.read_text())["rows"] if r.get("valid")]
+                 "half_rank": r["half_rank"], "knob": r["knob"], "value": r["value"]}
+                for r in json.loads(sharp.read_text())["rows"] if r.get("valid")]
     for r in out:
         r["ratio"] = r["llc_mean"] / r["half_rank"]
     return out
@@ -102,17 +104,18 @@ def _t_interval(x: np.ndarray) -> list:
     return [float(x.mean() - half), float(x.mean() + half)]
 
 
-def _rescued(rows: list, extra: list) -> dict:
-    """program -> its valid sharpness-ladder rungs, for programs without a valid estimate at the table's sharpness."""
+def _rescued(rows: list, extra: list, table_sharpness: dict) -> dict:
+    """program -> its valid sharpness-ladder rungs less sharp than the table's, for programs without a valid
+    estimate at the table's sharpness."""
     invalid = {r["program"] for r in rows if not r["valid"]}
     out = {}
     for r in extra:
-        if r["kind"].startswith("sharpness") and r["program"] in invalid:
+        if "knob" in r and r["program"] in invalid and r["value"] < table_sharpness.get(r["knob"], -math.inf):
             out.setdefault(r["program"], []).append(r)
     return out
 
 
-def answer(st: dict, rows: list, num_chains: int, extra: tuple = ()) -> list:
+def answer(st: dict, rows: list, num_chains: int, extra: tuple = (), table_sharpness: Optional[dict] = None) -> list:
     """The README's answer lines, each a branch on the statistics (and on tier B's rungs of programs not valid at
     the table's sharpness)."""
     n_total = len(rows)
@@ -143,9 +146,9 @@ def answer(st: dict, rows: list, num_chains: int, extra: tuple = ()) -> list:
     else:
         lines.append("- **SelectorWidth**: the valid programs do not include both kinds, so no comparison is made; "
                      "the earlier 10x claim came from chains that had left the basin and is withdrawn.")
-    rescued = _rescued(rows, extra)
+    rescued = _rescued(rows, extra, table_sharpness or {})
     if rescued:
-        lines.append("- **Valid only below the table's sharpness**: " + "; ".join(
+        lines.append("- **Not valid at the table's sharpness, valid on less sharp rungs**: " + "; ".join(
             f"{prog} at " + ", ".join(f"{r['kind'].split()[1]} (LLC {r['llc_mean']:.1f}, LLC/(rank/2) {r['ratio']:.2f})"
                                       for r in rs) for prog, rs in rescued.items())
             + ". Each such rung computes the program exactly and passed the checks one estimate can make alone "
@@ -211,11 +214,12 @@ def run(source: Path, out_dir: Path) -> dict:
     setting = (f"gamma={validity['localization']:g}, n={validity['n']}, beta={validity['beta']:g}, "
                f"{validity['num_chains']} chains")
     figure(rows, extra, out_dir / "llc_vs_rank.png", f"Valid compiled-program LLCs, {setting}")
-    (out_dir / "README.md").write_text(readme(rows, extra, st, config, validity["num_chains"]))
+    (out_dir / "README.md").write_text(readme(rows, extra, st, config, validity["num_chains"],
+                                              validity.get("sharpness", {})))
     return metrics
 
 
-def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int) -> str:
+def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int, table_sharpness: dict) -> str:
     """The README, generated from the rows and statistics."""
     env = config["environment"]
     made = ", ".join(f"`{k}` at `{v[:10]}`" for k, v in config["source_commits"].items())
@@ -224,7 +228,7 @@ def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int) -> 
              f"from {made}; it samples nothing. Tier A: programs whose estimate passed all five validity checks "
              "(the escalation's row where it has an estimate, else the table's). Tier B: estimates that passed the "
              "checks one estimate can make alone; shown, never pooled with tier A.", "",
-             "## The answer", "", *answer(st, rows, num_chains, extra), "",
+             "## The answer", "", *answer(st, rows, num_chains, extra, table_sharpness), "",
              "## Programs", "",
              "| program | params | from | LLC | rank/2 | LLC/(rank/2) | SelectorWidths | primitives | valid | why not |",
              "|" + "---|" * 10]

@@ -23,7 +23,8 @@ def _folders(tmp_path, table, escalation=None, ladders=None):
         metrics = {"programs": {r["program"]: r for r in rows}, "ladders": ladders or {}}
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
         config = {"environment": {"git_commit": name[0] * 40},
-                  "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4}}}
+                  "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4,
+                                          "sharpness": {"softmax_coldness": 100.0, "mlp_exactness": 100.0}}}}
         (tmp_path / name / "config.json").write_text(json.dumps(config))
     return tmp_path
 
@@ -83,11 +84,13 @@ def test_programs_valid_only_at_a_lower_sharpness_are_named_and_kept_out_of_the_
     rung = {"knob": "softmax_coldness", "half_rank": 40.0}
     rows = [{**rung, "program": "e", "value": 5.0, "llc_mean": 44.0, "valid": True},
             {**rung, "program": "e", "value": 50.0, "llc_mean": 9.0, "valid": False},
+            {**rung, "program": "e", "value": 150.0, "llc_mean": 41.0, "valid": True},
             {**rung, "program": "a", "value": 20.0, "llc_mean": 10.5, "half_rank": 10.0, "valid": True}]
     (src / "sharpness_ladder").mkdir()
     (src / "sharpness_ladder" / "metrics.json").write_text(json.dumps({"rows": rows}))
     metrics = q1_answer.run(src, tmp_path / "out")
     assert metrics["statistics"]["valid_programs"] == ["a", "c", "d"]
-    line = next(x for x in (tmp_path / "out" / "README.md").read_text().splitlines() if "below the table's" in x)
+    line = next(x for x in (tmp_path / "out" / "README.md").read_text().splitlines() if "less sharp rungs" in x)
+    # e's rung at coldness 5 is below the table's 100; its rung at 150 (sharper, and valid) is not a rescue
     assert "e at softmax_coldness=5 (LLC 44.0, LLC/(rank/2) 1.10)" in line
-    assert "=50" not in line and "a at" not in line
+    assert "=50" not in line and "=150" not in line and "a at" not in line
