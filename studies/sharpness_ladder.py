@@ -158,7 +158,7 @@ def trend(rows: list) -> tuple:
     handful of rungs, where the t approximation is meaningless: it gives p = 0 for three rungs in order); (nan, nan)
     with fewer than 3 valid rungs."""
     ok = [r for r in rows if r.get("valid")]
-    if len(ok) < 3:
+    if len(ok) < 3 or len({r["llc_mean"] for r in ok}) == 1:  # a constant LLC has no rank correlation
         return math.nan, math.nan
     x = np.log([r["value"] for r in ok])
     res = stats.permutation_test(([r["llc_mean"] for r in ok],), lambda y: stats.spearmanr(x, y).statistic,
@@ -274,6 +274,9 @@ def _summary_line(rows: list, s: dict) -> str:
     vals = ", ".join(f"{v:g}" for v in s["valid_values"])
     text = (head + f"valid at {vals}; LLC {s['llc_min']:.1f} ... {s['llc_max']:.1f} (spread {s['spread']:.0%}), "
             f"LLC/(rank/2) {s['ratio_min']:.2f} ... {s['ratio_max']:.2f}")
+    if s["valid_rungs"] >= 2 and s["spread"] == 0:
+        text += ("; the estimates are identical to every digit, as when the knob leaves this program's compiled "
+                 "weights unchanged (same weights, same seeds)")
     if math.isfinite(s["spearman_rho"]):
         text += f"; trend against log value: Spearman rho {s['spearman_rho']:.2f} (p = {s['spearman_p']:.2g})"
     if s["valid_rungs"] >= 2:

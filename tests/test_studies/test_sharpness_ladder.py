@@ -59,6 +59,11 @@ def test_summaries_find_where_validity_ends_and_the_trend():
     assert s["spearman_p"] == pytest.approx(2 / 24)  # exact: 2 of the 4! orderings are as monotone
     assert s["ratio_min"] == pytest.approx(2.0)
     assert sl._last_change(rows, s) == pytest.approx(1 / 22)
+    # a knob that leaves the weights unchanged gives identical estimates: no trend, and the README says why
+    flat = [dict(r, llc_mean=20.0) for r in rows]
+    (f,) = sl.summaries(flat)
+    assert f["spread"] == 0 and f["spearman_rho"] != f["spearman_rho"]
+    assert "identical to every digit" in sl._summary_line(flat, f)
     # with fewer than three valid rungs there is no trend
     (t,) = sl.summaries([dict(r, valid=r["value"] < 20) for r in rows])
     assert t["valid_rungs"] == 1 and t["spearman_rho"] != t["spearman_rho"] and t["breaks_at"] == 20.0
