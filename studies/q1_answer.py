@@ -149,7 +149,7 @@ def answer(st: dict, rows: list, num_chains: int, extra: tuple = (), table_sharp
     rescued = _rescued(rows, extra, table_sharpness or {})
     if rescued:
         lines.append("- **Not valid at the table's sharpness, valid on less sharp rungs**: " + "; ".join(
-            f"{prog} at " + ", ".join(f"{r['kind'].split()[1]} (LLC {r['llc_mean']:.1f}, LLC/(rank/2) {r['ratio']:.2f})"
+            f"{prog} at " + ", ".join(f"{r['knob']}={r['value']:g} (LLC {r['llc_mean']:.1f}, LLC/(rank/2) {r['ratio']:.2f})"
                                       for r in rs) for prog, rs in rescued.items())
             + ". Each such rung computes the program exactly and passed the checks one estimate can make alone "
             "(basin, bounds, R-hat); these programs stay out of the statistics above.")

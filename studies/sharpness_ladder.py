@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -41,6 +42,7 @@ from studies.complexity_readme import convergence
 from studies.complexity_report import figure_sharpness, write_csv
 from studies.runner import run_jobs
 from studies.validity import ValiditySettings, base_checks, settled_estimate
+from tracr.haiku_to_pytorch import to_torch
 
 DEFAULT_PROGRAMS = ("count_a", "histogram", "length", "pair_balance")  # valid at the table's sharpness
 DEFAULT_LADDERS = (("softmax_coldness", (20.0, 50.0, 100.0, 200.0, 500.0)),
@@ -48,7 +50,7 @@ DEFAULT_LADDERS = (("softmax_coldness", (20.0, 50.0, 100.0, 200.0, 500.0)),
 COLUMNS = ("program", "knob", "value", "reference_accuracy", "estimated", "llc_mean", "llc_std", "half_rank",
            "effective_half_rank", "half_dim", "rhat", "acceptance", "draw_accuracy_min", "mean_draw_loss",
            "step_size", "trustworthy", "max_steps_used", "check_basin", "check_bounds", "check_rhat", "valid",
-           "reason", "seconds")
+           "reason", "weights", "seconds")
 
 
 def job(program: str, sharpness: dict, st: ValiditySettings) -> dict:
@@ -86,6 +88,34 @@ def _reason(est: dict, checks: dict) -> str:
     return "; ".join(out)
 
 
+def weights_digest(program: str, sharpness) -> str:
+    """SHA-256 over the names, shapes and float64 values of the parameters and buffers of `program` compiled at
+    `sharpness` and converted: rungs with equal digests are the same model (a knob that does not touch the program's
+    weights), so they share one estimate."""
+    model = to_torch(registry.get(program).compile(sharpness), dtype=torch.float64)
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _with_digests(rows: list, st: ValiditySettings) -> list:
+    """`rows` with the `weights` digest (first 16 hex digits) of each rung's model; parts written before rows
+    carried it get it computed here (compiling is deterministic)."""
+    memo = {}
+    out = []
+    for r in rows:
+        if not r.get("weights"):
+            key = (r["program"], r["knob"], r["value"])
+            if key not in memo:
+                sharp = dataclasses.replace(st.sharpness, **{r["knob"]: float(r["value"])})
+                memo[key] = weights_digest(r["program"], sharp)[:16]
+            r = {**r, "weights": memo[key]}
+        out.append(r)
+    return out
+
+
 def rungs(programs: tuple, ladders: tuple) -> list:
     """(program, knob, value, sharpness overrides) per rung; the overrides hold only the ladder's own knob."""
     return [(p, knob, float(v), {knob: float(v)}) for p in programs for knob, values in ladders for v in values]
@@ -94,8 +124,9 @@ def rungs(programs: tuple, ladders: tuple) -> list:
 def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders: tuple = DEFAULT_LADDERS,
         escalate: int = 1, workers: int = 1) -> dict:
     """Estimates every rung at the settings of `source/config.json`; writes ladder.csv, sharpness.png,
-    metrics.json, config.json and README.md into `out_dir`. A rung whose sharpness equals another rung's (the
-    table's value, on both ladders) is estimated once.
+    metrics.json, config.json and README.md into `out_dir`. Rungs of a program that compile identical weights
+    (`weights_digest`: the table's value, on both ladders, or a knob the program's weights do not depend on) are
+    estimated once.
 
     Raises:
         ValueError: an unknown program or knob, no rung at all, or escalate < 0.
@@ -111,13 +142,16 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders
     t0 = time.time()
     source_config = json.loads((source / "config.json").read_text())
     st = dataclasses.replace(settings_from_config(source_config), checks=False, escalate=escalate)
-    todo = rungs(programs, ladders)
-    distinct = list(dict.fromkeys((p, _key(st, over)) for p, _, _, over in todo))
-    done = run_jobs(job, [(p, dict(key), st) for p, key in distinct], workers, desc="sharpness ladder",
+    todo = [{"program": p, "knob": knob, "value": v} for p, knob, v, _ in rungs(programs, ladders)]
+    todo = _with_digests(todo, st)
+    first = {}  # (program, weights digest) -> the overrides of the first rung with that model
+    for r in todo:
+        first.setdefault((r["program"], r["weights"]), {r["knob"]: r["value"]})
+    done = run_jobs(job, [(p, over, st) for (p, _), over in first.items()], workers, desc="sharpness ladder",
                     describe=lambda args, r: f"{args[0]} {args[1]}: " + (
                         f"LLC {r['llc_mean']:.2f} valid={r['valid']}" if r["estimated"] else r["reason"]))
-    by_key = dict(zip(distinct, done))
-    rows = [{**by_key[(p, _key(st, over))], "knob": knob, "value": v} for p, knob, v, over in todo]
+    by_model = dict(zip(first, done))
+    rows = [{**by_model[(r["program"], r["weights"])], **r} for r in todo]
     env = environment()
     run_record = {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": time.time() - t0,
                   "workers": workers, "programs": list(programs), "ladders": [[k, list(v)] for k, v in ladders],
@@ -125,11 +159,6 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders
     config = {"settings": {**dataclasses.asdict(st), "nbeta": st.nbeta},
               "source_commit": source_config["environment"]["git_commit"], "environment": env, "runs": [run_record]}
     return write(out_dir, rows, config)
-
-
-def _key(st: ValiditySettings, overrides: dict) -> tuple:
-    """The full sharpness of a rung, hashable (so rungs that compile the same model share one estimate)."""
-    return tuple(sorted(dataclasses.asdict(dataclasses.replace(st.sharpness, **overrides)).items()))
 
 
 def merge(parts: list, out_dir: Path) -> dict:
@@ -150,6 +179,7 @@ def merge(parts: list, out_dir: Path) -> dict:
         raise ValueError(f"a program appears in more than one part: {owners}")
     runs = [{"ladders": c.get("ladders", []), **run} for c in configs for run in c["runs"]]  # older parts: per folder
     base = {k: v for k, v in configs[0].items() if k != "ladders"}
+    rows = _with_digests(rows, ValiditySettings.from_dict(base["settings"]))
     return write(out_dir, rows, {**base, "environment": environment(), "runs": runs})
 
 
@@ -180,6 +210,7 @@ def summaries(rows: list) -> list:
                     "llc_max": max((r["llc_mean"] for r in ok), default=None),
                     "spread": (max(r["llc_mean"] for r in ok) / min(r["llc_mean"] for r in ok) - 1) if ok else None,
                     "ratio_min": min(ratios, default=None), "ratio_max": max(ratios, default=None),
+                    "models": len({r["weights"] for r in rs}) if all(r.get("weights") for r in rs) else None,
                     "spearman_rho": rho, "spearman_p": p,
                     "breaks_at": first_bad["value"] if first_bad else None,
                     "breaks_because": first_bad["reason"] if first_bad else ""})
@@ -231,8 +262,10 @@ def readme(rows: list, summ: list, st: ValiditySettings, runs: list) -> str:
         lines.append("- " + _summary_line(rows, s))
     lines += ["- How sure: each rung is one estimate of "
               f"{st.num_chains} chains (error bars are the spread over chains, not over seeds); the Spearman trend "
-              "over at most five rungs can only detect a monotone change. The table's sharpness is one rung of both "
-              "ladders and is estimated once. The tuned step is `auto_llc`'s leapfrog step in Hessian-whitened units: a "
+              "over at most five rungs can only detect a monotone change. Rungs of a program whose compiled "
+              "parameters are identical (equal `weights` digest: the table's sharpness, a rung of both ladders, or a "
+              "knob the program's weights do not depend on) are estimated once. The tuned step is `auto_llc`'s "
+              "leapfrog step in Hessian-whitened units: a "
               "chain crosses the whitened range in about 1 / step leapfrog steps, so a tiny step means walls near w* "
               "(see `results/landscape_probe`).", "",
               "## Per rung", "",
@@ -274,9 +307,9 @@ def _summary_line(rows: list, s: dict) -> str:
     vals = ", ".join(f"{v:g}" for v in s["valid_values"])
     text = (head + f"valid at {vals}; LLC {s['llc_min']:.1f} ... {s['llc_max']:.1f} (spread {s['spread']:.0%}), "
             f"LLC/(rank/2) {s['ratio_min']:.2f} ... {s['ratio_max']:.2f}")
-    if s["valid_rungs"] >= 2 and s["spread"] == 0:
-        text += ("; the estimates are identical to every digit, as when the knob leaves this program's compiled "
-                 "weights unchanged (same weights, same seeds)")
+    if s["rungs"] >= 2 and s["models"] == 1:
+        text += (f"; every rung compiles the same weights (one parameter digest over {s['rungs']} rungs: the knob "
+                 "does not touch this program), so they share one estimate")
     if math.isfinite(s["spearman_rho"]):
         text += f"; trend against log value: Spearman rho {s['spearman_rho']:.2f} (p = {s['spearman_p']:.2g})"
     if s["valid_rungs"] >= 2:

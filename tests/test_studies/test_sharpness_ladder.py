@@ -59,14 +59,53 @@ def test_summaries_find_where_validity_ends_and_the_trend():
     assert s["spearman_p"] == pytest.approx(2 / 24)  # exact: 2 of the 4! orderings are as monotone
     assert s["ratio_min"] == pytest.approx(2.0)
     assert sl._last_change(rows, s) == pytest.approx(1 / 22)
-    # a knob that leaves the weights unchanged gives identical estimates: no trend, and the README says why
-    flat = [dict(r, llc_mean=20.0) for r in rows]
+    # equal estimates alone are no trend, and say nothing about the weights; one weights digest says they are shared
+    flat = [dict(r, llc_mean=20.0, weights=f"w{i}") for i, r in enumerate(rows)]
     (f,) = sl.summaries(flat)
-    assert f["spread"] == 0 and f["spearman_rho"] != f["spearman_rho"]
-    assert "identical to every digit" in sl._summary_line(flat, f)
+    assert f["spread"] == 0 and f["spearman_rho"] != f["spearman_rho"] and f["models"] == 5
+    assert "same weights" not in sl._summary_line(flat, f)
+    same = [dict(r, weights="w") for r in flat]
+    (g,) = sl.summaries(same)
+    assert g["models"] == 1 and "every rung compiles the same weights" in sl._summary_line(same, g)
     # with fewer than three valid rungs there is no trend
     (t,) = sl.summaries([dict(r, valid=r["value"] < 20) for r in rows])
     assert t["valid_rungs"] == 1 and t["spearman_rho"] != t["spearman_rho"] and t["breaks_at"] == 20.0
+
+
+def test_weights_digest_tells_which_knobs_change_a_program():
+    from rasp_models.base import Sharpness
+
+    d = sl.weights_digest
+    # fractok's MLPs are numerical (no discretising ramp): exactness leaves its weights alone, coldness does not
+    assert d("fractok", Sharpness(mlp_exactness=4.0)) == d("fractok", Sharpness(mlp_exactness=1000.0))
+    assert d("fractok", Sharpness(softmax_coldness=20.0)) != d("fractok", Sharpness(softmax_coldness=100.0))
+    assert d("count_a", Sharpness(mlp_exactness=4.0)) != d("count_a", Sharpness(mlp_exactness=1000.0))
+    assert d("count_a", Sharpness()) != d("histogram", Sharpness())
+
+
+def test_rungs_that_compile_the_same_weights_share_one_estimate(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_job(program, overrides, st):
+        calls.append((program, overrides))
+        return {"program": program, "reference_accuracy": 1.0, "estimated": True, "llc_mean": float(len(calls)),
+                "llc_std": 0.1, "half_rank": 1.0, "effective_half_rank": 1.0, "half_dim": 50.0, "rhat": 1.0,
+                "acceptance": 0.8, "draw_accuracy_min": 1.0, "mean_draw_loss": 0.0, "step_size": 0.1,
+                "trustworthy": True, "max_steps_used": 10, "valid": True, "reason": ""}
+
+    monkeypatch.setattr(sl, "job", fake_job)
+    ladders = (("softmax_coldness", (20.0, 100.0)), ("mlp_exactness", (4.0, 100.0)))
+    metrics = sl.run(_source(tmp_path), tmp_path / "out", ("fractok",), ladders, escalate=0, workers=1)
+    # fractok: coldness 20 is one model; coldness 100 and both exactness rungs compile the table's weights
+    assert calls == [("fractok", {"softmax_coldness": 20.0}), ("fractok", {"softmax_coldness": 100.0})]
+    rows = {(r["knob"], r["value"]): r for r in metrics["rows"]}
+    assert rows[("mlp_exactness", 4.0)]["llc_mean"] == rows[("mlp_exactness", 100.0)]["llc_mean"] \
+        == rows[("softmax_coldness", 100.0)]["llc_mean"] != rows[("softmax_coldness", 20.0)]["llc_mean"]
+    assert len({r["weights"] for r in metrics["rows"]}) == 2
+    lines = {(s["program"], s["knob"]): sl._summary_line(metrics["rows"], s) for s in metrics["summaries"]}
+    assert "every rung compiles the same weights" in lines[("fractok", "mlp_exactness")]
+    assert "same weights" not in lines[("fractok", "softmax_coldness")]
+    assert "every rung compiles the same weights" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_merge_refuses_parts_that_overlap_or_differ(tmp_path):
