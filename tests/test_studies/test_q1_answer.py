@@ -22,11 +22,37 @@ def _folders(tmp_path, table, escalation=None, ladders=None):
         (tmp_path / name).mkdir()
         metrics = {"programs": {r["program"]: r for r in rows}, "ladders": ladders or {}}
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
-        config = {"environment": {"git_commit": name[0] * 40},
+        config = {"environment": {"git_commit": name[0] * 40}, "settings": {"escalate": 1},
                   "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4,
                                           "sharpness": {"softmax_coldness": 100.0, "mlp_exactness": 100.0}}}}
         (tmp_path / name / "config.json").write_text(json.dumps(config))
     return tmp_path
+
+
+def test_the_largest_budget_escalation_run_decides_whatever_its_verdict(tmp_path):
+    table = [_row("a", 10.0, 10.0, True), _row("b", 20.0, 20.0, False, reason="flagged"),
+             _row("c", 12.0, 11.0, True), _row("d", 31.0, 30.0, True)]
+    src = _folders(tmp_path, table, [_row("b", 26.0, 20.0, True), _row("c", 11.5, 11.0, True)])
+
+    def run_at(name, escalate, rows):
+        d = src / "complexity_escalation" / name
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"programs": {r["program"]: r for r in rows}}))
+        (d / "config.json").write_text(json.dumps({"environment": {"git_commit": "e" * 40},
+                                                   "settings": {"escalate": escalate}}))
+
+    # b at a larger budget is flagged again: its verdict now decides, although the smaller budget's was valid;
+    # c's sub-folder ran at the same escalate as the main folder, so the main folder's row stays
+    run_at("b_escalate_3", 3, [_row("b", 25.0, 20.0, False, reason="R-hat 1.3")])
+    run_at("c_again", 1, [_row("c", 99.0, 11.0, False, reason="other")])
+    rows = {r["program"]: r for r in q1_answer.program_rows(src)}
+    assert rows["b"]["source"] == "complexity_escalation/b_escalate_3" and rows["b"]["valid"] is False
+    assert rows["b"]["reason"] == "R-hat 1.3" and rows["b"]["llc_mean"] == 25.0
+    assert rows["c"]["source"] == "complexity_escalation" and rows["c"]["llc_mean"] == 11.5
+    assert rows["a"]["source"] == "complexity"
+    q1_answer.run(src, tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["source_commits"]["complexity_escalation/b_escalate_3"] == "e" * 40
 
 
 def test_escalation_rows_replace_the_table_and_only_valid_programs_enter_the_statistics(tmp_path):
