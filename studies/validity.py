@@ -31,6 +31,7 @@ import torch
 from datasets.teacher import TeacherProblem, teacher_problem
 from llc_estim import AutoSettings, LLCWarning, auto_llc, trace_record
 from rasp_models.base import ProgramSpec, Sharpness
+from studies.runner import is_quiet
 from tracr.torch_components import rescaled
 
 TOLERANCE = 0.2  # relative change allowed by the nbeta and reparametrisation checks
@@ -89,13 +90,14 @@ def estimate(problem: TeacherProblem, st: ValiditySettings, nbeta: float, curvat
     """One `auto_llc` estimate on a teacher problem, summarised (LLC, verdict, basin numbers, bounds, timing).
 
     `curvature` reuses the Hessian at w* of the same problem (it does not depend on nbeta or gamma); the
-    summary's "curvature" entry holds this estimate's.
+    summary's "curvature" entry holds this estimate's. On a terminal (a serial run) the sampler shows its own
+    progress bar, so a single long estimate is not silent; Ray workers and tests show none.
     """
     with warnings.catch_warnings():  # the verdict is recorded in the row
         warnings.simplefilter("ignore", LLCWarning)
         res = auto_llc(problem.model, problem.data, problem.loss_fn, localization=st.localization, nbeta=nbeta,
                        num_chains=st.num_chains, max_steps=st.max_steps, seed=st.seed, draw_metric=problem.accuracy,
-                       draw_metric_min=0.99, settings=st.auto, progress=False, curvature=curvature)
+                       draw_metric_min=0.99, settings=st.auto, progress=not is_quiet(), curvature=curvature)
     d = res.diagnostics
     return {"llc_mean": res.llc_mean, "llc_std": res.llc_std, "llc_per_chain": res.llc_per_chain.tolist(),
             "trustworthy": res.trustworthy, "warnings": list(d["warnings"]), "rhat": d["rhat_loss"],
