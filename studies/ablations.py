@@ -39,6 +39,7 @@ from llc_estim.ablation import keep_masks
 from rasp_models import registry
 from studies import ablation_stats as stats
 from studies import ablations_report as report
+from studies.ablations_figures import figure_diagnostics
 from studies.ablate import ablate_component
 from studies.ablation_controls import atoms, atoms_of, count_removed, kink_margin, remove, sample_controls
 from studies.ablation_controls import switch_off_removed_units
@@ -185,7 +186,7 @@ def _setup(program: str, cfg: AblationConfig):
 def _ablated(job: Job):
     """(ablated model, removed masks, description) of the job's ablation."""
     spec, prob, comps, _, _ = _setup(job.program, job.cfg)
-    st, margin = job.cfg.estimate, job.cfg.estimate.sharpness.relu_margin
+    margin = job.cfg.estimate.sharpness.relu_margin
     index = [c.name for c in comps].index(job.component)
     comp = comps[index]
     ids = prob.data.tensors[0]
@@ -460,7 +461,7 @@ def run(cfg: AblationConfig, out: Path) -> dict:
     # the numbers first: a failing figure must not lose an hour of measurements (`report.write` redraws from them)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
     (out / "config.json").write_text(json.dumps(config, indent=2, default=json_default))
-    report.figure_diagnostics(traces, cfg, out)
+    figure_diagnostics(traces, cfg, out)
     report.write(out, metrics, cfg, config)
     print(f"done in {time.time() - t0:.0f} s -> {out}", flush=True)
     return metrics

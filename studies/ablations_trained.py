@@ -25,7 +25,6 @@ bias and adds the removed part's mean output to it.
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import math

@@ -33,6 +33,7 @@ from scipy import stats  # noqa: E402
 
 from studies.common import REPO_ROOT, environment, json_default, results_root  # noqa: E402
 from studies.complexity_report import write_csv  # noqa: E402
+from studies.report_text import finite  # noqa: E402
 
 DESCRIPTORS = ("layers", "heads", "mlp_width", "residual_width", "primitives", "selector_width")
 COLUMNS = ("program", "source", "num_params", "valid", "llc_mean", "llc_std", "half_rank", "effective_half_rank",
@@ -53,7 +54,7 @@ def _escalated(source: Path) -> dict:
     for d in escalation_folders(source):
         esc = json.loads((d / "config.json").read_text())["settings"]["escalate"]
         for prog, row in json.loads((d / "metrics.json").read_text())["programs"].items():
-            if _finite(row.get("llc_mean")) and (prog not in best or esc > best[prog][0]):
+            if finite(row.get("llc_mean")) and (prog not in best or esc > best[prog][0]):
                 best[prog] = (esc, row, str(d.relative_to(source)))
     return {prog: (row, name) for prog, (_, row, name) in best.items()}
 
@@ -70,13 +71,9 @@ def program_rows(source: Path) -> list:
         rows.append({"program": prog, "source": src, "num_params": t["num_params"], "valid": bool(use["valid"]),
                      **{k: use.get(k, math.nan) for k in ("llc_mean", "llc_std", "half_rank", "effective_half_rank",
                                                           "half_dim")},
-                     "ratio": use["llc_mean"] / half if _finite(half) and half else math.nan,
+                     "ratio": use["llc_mean"] / half if finite(half) and half else math.nan,
                      **{k: t.get(k) for k in DESCRIPTORS}, "reason": use.get("reason", "")})
     return rows
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def tier_b(source: Path) -> list:
@@ -86,7 +83,7 @@ def tier_b(source: Path) -> list:
     ladders = json.loads((source / "complexity" / "metrics.json").read_text()).get("ladders", {})
     for name, lad in ladders.items():
         out += [{"kind": f"ladder {name}", "program": r["program"], "llc_mean": r["llc_mean"],
-                 "half_rank": r["half_rank"]} for r in lad["rungs"] if r["valid_seeds"] and _finite(r["llc_mean"])]
+                 "half_rank": r["half_rank"]} for r in lad["rungs"] if r["valid_seeds"] and finite(r["llc_mean"])]
     sharp = source / "sharpness_ladder" / "metrics.json"
     if sharp.exists():
         out += [{"kind": f"sharpness {r['knob']}={r['value']:g}", "program": r["program"], "llc_mean": r["llc_mean"],
@@ -252,9 +249,9 @@ def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int, tab
              "| program | params | from | LLC | rank/2 | LLC/(rank/2) | SelectorWidths | primitives | valid | why not |",
              "|" + "---|" * 10]
     for r in rows:
-        llc = f"{r['llc_mean']:.2f} +- {r['llc_std']:.2f}" if _finite(r["llc_mean"]) else "not estimated"
-        ratio = f"{r['ratio']:.2f}" if _finite(r["ratio"]) else "-"
-        half = f"{r['half_rank']:.1f}" if _finite(r["half_rank"]) else "-"
+        llc = f"{r['llc_mean']:.2f} +- {r['llc_std']:.2f}" if finite(r["llc_mean"]) else "not estimated"
+        ratio = f"{r['ratio']:.2f}" if finite(r["ratio"]) else "-"
+        half = f"{r['half_rank']:.1f}" if finite(r["half_rank"]) else "-"
         lines.append(f"| {r['program']} | {r['num_params']} | {r['source']} | {llc} | {half} | {ratio} | "
                      f"{r['selector_width']} | {r['primitives']} | {'yes' if r['valid'] else 'no'} | "
                      f"{r['reason'][:180]} |")

@@ -6,6 +6,11 @@ from __future__ import annotations
 import math
 
 
+def finite(v) -> bool:
+    """True for an int or float that is neither nan nor infinite (False for None, strings, ...)."""
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def dirty_warning() -> str:
     return ("**Warning: these results were generated from a working tree with uncommitted changes (config.json "
             "says `dirty`: true); regenerate them from a clean tree before committing.**")
