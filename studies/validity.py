@@ -168,8 +168,9 @@ def base_checks(est: dict) -> dict:
 
 
 def _has_heads(problem: TeacherProblem) -> bool:
-    return any(float(h.W_Q.abs().sum() + h.W_K.abs().sum()) > 0 for blk in problem.model.blocks
-               for h in blk.attn.heads)
+    with torch.no_grad():
+        return any(float(h.W_Q.abs().sum() + h.W_K.abs().sum()) > 0 for blk in problem.model.blocks
+                   for h in blk.attn.heads)
 
 
 def _reasons(row: dict) -> list:
