@@ -71,7 +71,7 @@ def test_summaries_find_where_validity_ends_and_the_trend():
     (t,) = sl.summaries([dict(r, valid=r["value"] < 20) for r in rows])
     assert t["valid_rungs"] == 1 and t["spearman_rho"] != t["spearman_rho"] and t["breaks_at"] == 20.0
     # a ladder without a valid rung says why each rung failed
-    none = [dict(r, valid=False) for r in rows]
+    none = [dict(r, valid=False, reason="sampler verdict: R-hat 1.5") for r in rows]
     (u,) = sl.summaries(none)
     assert "no valid rung of 5 (at 10: sampler verdict: R-hat 1.5;" in sl._summary_line(none, u)
 
