@@ -166,17 +166,18 @@ def merge(parts: list, out_dir: Path) -> dict:
     config.json (parts may climb different ladders: a program the table's sharpness blocks may only have low rungs).
 
     Raises:
-        ValueError: the parts differ in settings or source table, or two parts hold the same program.
+        ValueError: the parts differ in settings or source table, or two parts hold the same rung (program, knob
+            and value; a program may climb different rungs in different parts).
     """
     configs = [json.loads((Path(p) / "config.json").read_text()) for p in parts]
     rows = [r for p in parts for r in json.loads((Path(p) / "metrics.json").read_text())["rows"]]
     for key in ("settings", "source_commit"):
         if any(c[key] != configs[0][key] for c in configs):
             raise ValueError(f"the parts differ in {key}: {[c[key] for c in configs]}")
-    owners = [tuple(run["programs"]) for c in configs for run in c["runs"]]
-    names = [p for o in owners for p in o]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a program appears in more than one part: {owners}")
+    rungs_held = [(r["program"], r["knob"], r["value"]) for r in rows]
+    twice = sorted({k for k in rungs_held if rungs_held.count(k) > 1})
+    if twice:
+        raise ValueError(f"a rung appears in more than one part: {twice}")
     runs = [{"ladders": c.get("ladders", []), **run} for c in configs for run in c["runs"]]  # older parts: per folder
     base = {k: v for k, v in configs[0].items() if k != "ladders"}
     rows = _with_digests(rows, ValiditySettings.from_dict(base["settings"]))

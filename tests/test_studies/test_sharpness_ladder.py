@@ -42,10 +42,18 @@ def test_a_ladder_estimates_exact_rungs_once_and_refuses_inexact_ones(tmp_path):
     (other / "metrics.json").write_text(json.dumps({"rows": [rung]}))
     run2 = {**config["runs"][0], "programs": ["histogram"], "ladders": [["softmax_coldness", [20.0]], ["mlp_exactness", []]]}
     (other / "config.json").write_text(json.dumps({**config, "runs": [run2]}))
-    merged = sl.merge([out, other], tmp_path / "merged")
-    assert len(merged["rows"]) == len(metrics["rows"]) + 1
+    # and a third part may add another rung to a program an earlier part holds
+    third = tmp_path / "third"
+    third.mkdir()
+    (third / "metrics.json").write_text(json.dumps({"rows": [{**cold, "value": 20.0}]}))
+    run3 = {**config["runs"][0], "ladders": [["softmax_coldness", [20.0]], ["mlp_exactness", []]]}
+    (third / "config.json").write_text(json.dumps({**config, "runs": [run3]}))
+    merged = sl.merge([out, other, third], tmp_path / "merged")
+    assert len(merged["rows"]) == len(metrics["rows"]) + 2
+    assert sorted(r["value"] for r in merged["rows"] if (r["program"], r["knob"]) == ("count_a", "softmax_coldness")) \
+        == [0.01, 20.0, 100.0]
     runs = json.loads((tmp_path / "merged" / "config.json").read_text())["runs"]
-    assert [r["ladders"] for r in runs] == [config["runs"][0]["ladders"], run2["ladders"]]
+    assert [r["ladders"] for r in runs] == [config["runs"][0]["ladders"], run2["ladders"], run3["ladders"]]
     text = (tmp_path / "merged" / "README.md").read_text()
     assert "count_a (softmax_coldness 0.01, 100; mlp_exactness 100)" in text and "histogram (softmax_coldness 20)" in text
 
@@ -113,16 +121,18 @@ def test_rungs_that_compile_the_same_weights_share_one_estimate(tmp_path, monkey
 
 
 def test_merge_refuses_parts_that_overlap_or_differ(tmp_path):
-    def part(name, programs, settings):
+    def part(name, programs, settings, rungs=()):
         d = tmp_path / name
         d.mkdir()
         (d / "config.json").write_text(json.dumps({"settings": settings, "ladders": [], "source_commit": "f",
                                                    "runs": [{"programs": programs, "seconds": 1.0}]}))
-        (d / "metrics.json").write_text(json.dumps({"rows": []}))
+        rows = [_rung(programs[0], "softmax_coldness", v, 1.0, False) for v in rungs]
+        (d / "metrics.json").write_text(json.dumps({"rows": rows}))
         return d
 
-    with pytest.raises(ValueError, match="more than one part"):
-        sl.merge([part("a", ["x"], {"n": 1}), part("b", ["x"], {"n": 1})], tmp_path / "o")
+    # the same program may climb different rungs in two parts, but no rung may be held twice
+    with pytest.raises(ValueError, match=r"more than one part: \[\('x', 'softmax_coldness', 20.0\)\]"):
+        sl.merge([part("a", ["x"], {"n": 1}, (5.0, 20.0)), part("b", ["x"], {"n": 1}, (20.0,))], tmp_path / "o")
     with pytest.raises(ValueError, match="differ in settings"):
         sl.merge([part("c", ["x"], {"n": 1}), part("d", ["y"], {"n": 2})], tmp_path / "o")
 
