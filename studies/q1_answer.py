@@ -221,7 +221,8 @@ def run(source: Path, out_dir: Path) -> dict:
     folders = [source / "complexity", *escalation_folders(source), source / "sharpness_ladder"]
     sources = {str(d.relative_to(source)): json.loads((d / "config.json").read_text())["environment"]["git_commit"]
                for d in folders if (d / "config.json").exists()}
-    config = {"source": str(source), "source_commits": sources, "environment": environment()}
+    config = {"scale": cfg.get("scale", "?"), "source": str(source), "source_commits": sources,
+              "environment": environment()}  # the scale of the complexity table it answers from
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "programs.csv", [{k: r.get(k, "") for k in COLUMNS} for r in rows])
     metrics = {"statistics": st, "programs": {r["program"]: r for r in rows}, "tier_b": extra}

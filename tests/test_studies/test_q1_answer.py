@@ -22,7 +22,7 @@ def _folders(tmp_path, table, escalation=None, ladders=None):
         (tmp_path / name).mkdir()
         metrics = {"programs": {r["program"]: r for r in rows}, "ladders": ladders or {}}
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
-        config = {"environment": {"git_commit": name[0] * 40}, "settings": {"escalate": 1},
+        config = {"environment": {"git_commit": name[0] * 40}, "settings": {"escalate": 1}, "scale": "quick",
                   "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4,
                                           "sharpness": {"softmax_coldness": 100.0, "mlp_exactness": 100.0}}}}
         (tmp_path / name / "config.json").write_text(json.dumps(config))
@@ -53,6 +53,7 @@ def test_the_largest_budget_escalation_run_decides_whatever_its_verdict(tmp_path
     q1_answer.run(src, tmp_path / "out")
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["source_commits"]["complexity_escalation/b_escalate_3"] == "e" * 40
+    assert config["scale"] == "quick"  # the complexity table's, for the results index
 
 
 def test_escalation_rows_replace_the_table_and_only_valid_programs_enter_the_statistics(tmp_path):
