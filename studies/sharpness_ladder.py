@@ -304,8 +304,8 @@ def _last_change(rows: list, s: dict) -> float:
 def _summary_line(rows: list, s: dict) -> str:
     head = f"{s['program']} / {s['knob']}: "
     if not s["valid_rungs"]:
-        why = "; ".join(f"at {r['value']:g}: {r['reason'][:160]}" for r in rows
-                        if (r["program"], r["knob"]) == (s["program"], s["knob"]))
+        why = "; ".join(f"at {r['value']:g}: {r['reason'][:160]}" for r in sorted(
+            (r for r in rows if (r["program"], r["knob"]) == (s["program"], s["knob"])), key=lambda r: r["value"]))
         return head + f"no valid rung of {s['rungs']} ({why})."
     vals = ", ".join(f"{v:g}" for v in s["valid_values"])
     text = (head + f"valid at {vals}; LLC {s['llc_min']:.1f} ... {s['llc_max']:.1f} (spread {s['spread']:.0%}), "
