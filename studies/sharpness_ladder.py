@@ -22,8 +22,8 @@ ladders, and config.json records each run's. It is a supplement to the complexit
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -42,7 +42,6 @@ from studies.complexity_readme import convergence
 from studies.complexity_report import figure_sharpness, write_csv
 from studies.runner import run_jobs
 from studies.validity import ValiditySettings, base_checks, settled_estimate
-from tracr.haiku_to_pytorch import to_torch
 
 DEFAULT_PROGRAMS = ("count_a", "histogram", "length", "pair_balance")  # valid at the table's sharpness
 DEFAULT_LADDERS = (("softmax_coldness", (20.0, 50.0, 100.0, 200.0, 500.0)),
@@ -89,36 +88,23 @@ def _reason(est: dict, checks: dict) -> str:
 
 
 def weights_digest(program: str, sharpness) -> str:
-    """SHA-256 over the names, shapes and float64 values of the parameters and buffers of `program` compiled at
-    `sharpness` and converted: rungs with equal digests are the same model (a knob that does not touch the program's
-    weights), so they share one estimate."""
-    model = to_torch(registry.get(program).compile(sharpness), dtype=torch.float64)
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(f"{name}{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    """The digest of `program`'s compiled parameters at `sharpness` (`AssembledTransformerModel.fingerprint`):
+    rungs with equal digests are the same model (a knob that does not touch the program's weights), so they share
+    one estimate."""
+    return registry.get(program).compile(sharpness).fingerprint()
 
 
 def _with_digests(rows: list, st: ValiditySettings) -> list:
-    """`rows` with the `weights` digest (first 16 hex digits) of each rung's model; parts written before rows
-    carried it get it computed here (compiling is deterministic)."""
-    memo = {}
-    out = []
-    for r in rows:
-        if not r.get("weights"):
-            key = (r["program"], r["knob"], r["value"])
-            if key not in memo:
-                sharp = dataclasses.replace(st.sharpness, **{r["knob"]: float(r["value"])})
-                memo[key] = weights_digest(r["program"], sharp)[:16]
-            r = {**r, "weights": memo[key]}
-        out.append(r)
-    return out
+    """`rows` with the `weights` digest of each rung's model, always derived from the compiler (deterministic and
+    cached per sharpness), never read from a part."""
+    return [{**r, "weights": weights_digest(r["program"], dataclasses.replace(st.sharpness, **{r["knob"]: float(
+        r["value"])}))} for r in rows]
 
 
 def rungs(programs: tuple, ladders: tuple) -> list:
-    """(program, knob, value, sharpness overrides) per rung; the overrides hold only the ladder's own knob."""
-    return [(p, knob, float(v), {knob: float(v)}) for p in programs for knob, values in ladders for v in values]
+    """{program, knob, value} per rung, in program, ladder and value order."""
+    return [{"program": p, "knob": knob, "value": float(v)} for p in programs for knob, values in ladders
+            for v in values]
 
 
 def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders: tuple = DEFAULT_LADDERS,
@@ -142,8 +128,7 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, ladders
     t0 = time.time()
     source_config = json.loads((source / "config.json").read_text())
     st = dataclasses.replace(settings_from_config(source_config), checks=False, escalate=escalate)
-    todo = [{"program": p, "knob": knob, "value": v} for p, knob, v, _ in rungs(programs, ladders)]
-    todo = _with_digests(todo, st)
+    todo = _with_digests(rungs(programs, ladders), st)
     first = {}  # (program, weights digest) -> the overrides of the first rung with that model
     for r in todo:
         first.setdefault((r["program"], r["weights"]), {r["knob"]: r["value"]})
@@ -174,8 +159,8 @@ def merge(parts: list, out_dir: Path) -> dict:
     for key in ("settings", "source_commit"):
         if any(c[key] != configs[0][key] for c in configs):
             raise ValueError(f"the parts differ in {key}: {[c[key] for c in configs]}")
-    rungs_held = [(r["program"], r["knob"], r["value"]) for r in rows]
-    twice = sorted({k for k in rungs_held if rungs_held.count(k) > 1})
+    held = collections.Counter((r["program"], r["knob"], r["value"]) for r in rows)
+    twice = sorted(k for k, n in held.items() if n > 1)
     if twice:
         raise ValueError(f"a rung appears in more than one part: {twice}")
     runs = [{"ladders": c.get("ladders", []), **run} for c in configs for run in c["runs"]]  # older parts: per folder

@@ -76,9 +76,10 @@ class AssembledTransformerModel:
     one_hot_checks: Optional[output_checks.OneHotChecks] = None
 
     def __post_init__(self):
-        self._compiled_fingerprint = self._fingerprint()
+        self._compiled_fingerprint = self.fingerprint()
 
-    def _fingerprint(self) -> str:
+    def fingerprint(self) -> str:
+        """A digest of `params` (shapes, dtypes and values, in name order): equal exactly for equal weights."""
         return output_checks.fingerprint(np.asarray(self.params[m][k]) for m in sorted(self.params)
                                          for k in sorted(self.params[m]))
 
@@ -88,7 +89,7 @@ class AssembledTransformerModel:
 
     def weights_are_compiled(self) -> bool:
         """Whether `params` still hold exactly the weights the compiler wrote."""
-        return self._fingerprint() == self._compiled_fingerprint
+        return self.fingerprint() == self._compiled_fingerprint
 
     def apply(self, tokens: Sequence, check: Optional[bool] = None) -> AssembledTransformerModelOutput:
         """Runs the model on one input, which must start with the BOS token.
