@@ -31,7 +31,9 @@ from llc_estim.curvature import Curvature, full_loss_of, hessian_eigen, llc_boun
 from llc_estim.diagnostics import Thresholds
 from llc_estim.params import FlatParams, materialise, num_examples, take, to_device
 from llc_estim.precondition import curvature_preconditioner
-from llc_estim.sampler import _Run, _threads
+from llc_estim.adaptation import adapt
+from llc_estim.sampler import ChainRun
+from llc_estim.streams import torch_threads
 
 TARGET_ACCEPTANCE = 0.75
 
@@ -88,7 +90,7 @@ def auto_llc(model: torch.nn.Module, data, loss_fn: Callable, *, localization: f
     if not isinstance(max_steps, int) or max_steps < 200:
         raise ValueError(f"max_steps must be an int >= 200, got {max_steps!r}")
     t0 = time.time()
-    with _threads(num_threads):
+    with torch_threads(num_threads):
         flat = FlatParams(model, param_filter, param_masks)
         full = to_device(materialise(data, collate_fn), flat.device)
         nb = float(nbeta) if nbeta is not None else SGLDConfig(1.0).resolved_nbeta(num_examples(data))
@@ -109,10 +111,10 @@ def auto_llc(model: torch.nn.Module, data, loss_fn: Callable, *, localization: f
                          metropolis=True, leapfrog_steps=settings.leapfrog_steps, draw_metric=draw_metric,
                          thresholds=Thresholds(draw_metric_min=draw_metric_min), num_threads=None,
                          progress=progress, compile=compile)
-        run = _Run(model, data, loss_fn, cfg, collate_fn)
+        run = ChainRun(model, data, loss_fn, cfg, collate_fn)
         run.bounds = bounds
         rounds = settings.refreshes + 1
-        z, eps, warm_acc = run.adapt(warm // rounds, TARGET_ACCEPTANCE)
+        z, eps, warm_acc = adapt(run, warm // rounds, TARGET_ACCEPTANCE)
         sub_loss = _subsample_loss(flat, loss_fn, full, len(data), settings.curvature_examples, seed)
         for r in range(settings.refreshes):
             t1, w = time.time(), run.to_w(z)
@@ -122,7 +124,7 @@ def auto_llc(model: torch.nn.Module, data, loss_fn: Callable, *, localization: f
             precond = curvature_preconditioner(avg, nb, localization, flat.mask)
             z = precond.inv_sqrt_apply(w - flat.w_star)
             run.precond = precond
-            z, eps, warm_acc = run.adapt(warm // rounds, TARGET_ACCEPTANCE, h0=math.sqrt(eps), start=z, stream=r + 1)
+            z, eps, warm_acc = adapt(run, warm // rounds, TARGET_ACCEPTANCE, h0=math.sqrt(eps), start=z, stream=r + 1)
         run.cfg = cfg = dataclasses.replace(cfg, step_size=eps, preconditioner=run.precond)
         result = run.run(start=z)
     result.curvature = at_w

@@ -18,7 +18,6 @@ accept/reject. `L_n(w*)` is measured on the full data set. The caller's model is
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import sys
@@ -34,6 +33,7 @@ from llc_estim.compiled import compile_once_guarded, loss_and_grad_fn
 from llc_estim.config import LLCResult, SGLDConfig, SGLDDivergenceError
 from llc_estim.diagnostics import assess, summarize
 from llc_estim.params import FlatParams, LossFn, materialise, num_examples, take, to_device
+from llc_estim.streams import batch_indices, chain_seeds, noise_generator, torch_threads
 
 
 NOISE_BLOCK = 64  # iterations of noise drawn at once per chain
@@ -42,34 +42,6 @@ NOISE_BLOCK_BYTES = 2 ** 31  # fewer iterations per block when a block of all ch
 
 class LLCWarning(UserWarning):
     """Emitted when an LLC estimate is flagged untrustworthy (the reasons are in the message)."""
-
-
-@contextlib.contextmanager
-def _threads(num: Optional[int]):
-    prev = torch.get_num_threads()
-    if num is not None:
-        torch.set_num_threads(num)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-def batch_indices(n: int, batch_size: int, steps: int, rng: np.random.Generator) -> np.ndarray:
-    """[steps, batch_size] indices: consecutive minibatches of fresh random permutations (remainders dropped)."""
-    per_epoch = max(n // batch_size, 1)
-    epochs = -(-steps // per_epoch)
-    perms = np.stack([rng.permutation(n)[: per_epoch * batch_size] for _ in range(epochs)])
-    return perms.reshape(epochs * per_epoch, batch_size)[:steps]
-
-
-def chain_seeds(seed: int, num_chains: int) -> list[np.random.SeedSequence]:
-    """One child SeedSequence per chain (its batch order, noise and accept/reject draws derive from it)."""
-    return np.random.SeedSequence(seed).spawn(num_chains)
-
-
-def noise_generator(child: np.random.SeedSequence, device="cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)))
 
 
 def langevin_update(z: torch.Tensor, drift: torch.Tensor, noise: torch.Tensor, eps, sqrt_eps) -> torch.Tensor:
@@ -100,12 +72,13 @@ def estimate_llc(model: torch.nn.Module, data: Dataset, loss_fn: LossFn, cfg: SG
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not callable(loss_fn):
         raise TypeError("loss_fn must be callable: loss_fn(model, batch) -> scalar tensor")
-    with _threads(cfg.num_threads):
-        return _Run(model, data, loss_fn, cfg, collate_fn).run()
+    with torch_threads(cfg.num_threads):
+        return ChainRun(model, data, loss_fn, cfg, collate_fn).run()
 
 
-class _Run:
-    """One call of `estimate_llc`: set-up, the loop, and the result."""
+class ChainRun:
+    """One call of `estimate_llc`: set-up, the loop, and the result. `llc_estim.adaptation` tunes its step size
+    first when `auto_llc` drives it."""
 
     def __init__(self, model, data, loss_fn, cfg: SGLDConfig, collate_fn):
         self.cfg, self.loss_fn = cfg, loss_fn
@@ -197,50 +170,6 @@ class _Run:
             self._block, self._block_start = block, t
         return self._block[t - self._block_start]
 
-    def adapt(self, iterations: int, target: float, h0: float = 0.5, start: Optional[torch.Tensor] = None,
-              stream: int = 0) -> tuple[torch.Tensor, float, list]:
-        """Metropolis warm-up with dual averaging of the leapfrog step h (Hoffman & Gelman 2014, sec. 3.2).
-
-        Starts at w* (or whitened state `start`); `stream` selects a random stream apart from the main run's.
-        Returns (the chains' final state z, the tuned step size eps = h^2, the mean acceptance per iteration).
-        """
-        C, P = self.cfg.num_chains, self.flat.size
-        children = chain_seeds(self.cfg.seed + 7919 * (stream + 1), C)
-        gens = [noise_generator(c, self.flat.device) for c in children]
-        uniforms = [noise_generator(c.spawn(1)[0], self.flat.device) for c in children]
-        self.total = iterations
-        z = torch.zeros(C, P, dtype=self.flat.dtype, device=self.flat.device) if start is None else start
-        cached = self.potential(z, self.full)
-        h0 = self._initial_step(z, cached, gens, uniforms, h0)
-        mu, log_h, log_h_bar, h_bar_stat, history = math.log(10 * h0), math.log(h0), math.log(h0), 0.0, []
-        for t in range(iterations):
-            z, cached, prob = self._metropolis_step(z, cached, self.full, self.noise(gens, t), uniforms, t,
-                                                    math.exp(log_h))
-            history.append(float(prob.mean()))
-            k = t + 1
-            h_bar_stat = (1 - 1 / (k + 10)) * h_bar_stat + (target - history[-1]) / (k + 10)
-            log_h = mu - math.sqrt(k) / 0.05 * h_bar_stat
-            weight = k ** -0.75
-            log_h_bar = weight * log_h + (1 - weight) * log_h_bar
-        return z, math.exp(2 * log_h_bar), history
-
-    def _initial_step(self, z, cached, gens, uniforms, h: float, tries: int = 30) -> float:
-        """A first leapfrog step: doubled or halved from `h` until one trial trajectory per chain crosses an
-        acceptance of 0.5 (Hoffman & Gelman's heuristic). The trials do not move the chains."""
-        direction = None
-        for i in range(tries):
-            momentum = torch.stack([torch.randn(self.flat.size, generator=g, dtype=z.dtype, device=g.device)
-                                    for g in gens])
-            if self.flat.mask is not None:
-                momentum = momentum * self.flat.mask
-            _, _, prob = self._metropolis_step(z, cached, self.full, momentum, uniforms, 0, h)
-            up = float(prob.mean()) > 0.5
-            if direction is not None and up != direction:
-                return h if up else h / 2
-            direction = up
-            h = h * 2 if up else h / 2
-        return h
-
     def run(self, start: Optional[torch.Tensor] = None) -> LLCResult:
         """The sampling loop from w* (or from whitened state `start` [C, P])."""
         cfg, C, P = self.cfg, self.cfg.num_chains, self.flat.size
@@ -268,7 +197,7 @@ class _Run:
                 batch = self.batch(rows)
                 if cached is None or not self.full_batch:
                     cached = self.potential(z, batch)
-                z, cached, prob = self._metropolis_step(z, cached, batch, self.noise(gens, t), uniforms, t,
+                z, cached, prob = self.metropolis_step(z, cached, batch, self.noise(gens, t), uniforms, t,
                                                         math.sqrt(cfg.step_size))
                 losses[t] = cached[2]
                 accept.append(prob)
@@ -293,7 +222,7 @@ class _Run:
         self._check_losses(losses, checked, total)
         return self._result(losses.cpu(), accept, metrics)
 
-    def _metropolis_step(self, z, cached, batch, p0, uniforms, t, h):
+    def metropolis_step(self, z, cached, batch, p0, uniforms, t, h):
         """One leapfrog trajectory of step h from momentum p0 and its accept/reject, per chain."""
         cfg = self.cfg
         u0, g0, _ = cached

@@ -32,7 +32,8 @@ from torch.utils.data import TensorDataset
 
 from llc_estim import (AutoSettings, LLCWarning, SGLDConfig, SGLDDivergenceError, Thresholds, auto_llc,
                        estimate_llc, trace_record)
-from llc_training.train import Task, _accuracy_metric, grad_norm, outputs_only, summarize_result
+from llc_training.objectives import grad_norm, outputs_only
+from llc_training.train import Task, _accuracy_metric, summarize_result
 
 
 @dataclasses.dataclass(frozen=True)

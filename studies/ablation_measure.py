@@ -9,8 +9,8 @@ L(w*), Hessian bounds, draw metric) plus the protocol's basin check (mean draw l
 minimum) and the study's own
 flags (a ReLU within `kink_tol` of its kink; a start that is not a minimum: see `gradient_bias`).
 
-`finetune` trains the kept entries back towards a target loss: Adam, then full-batch L-BFGS (`llc_training.train.
-polish`), with gradient hooks that zero the removed entries' gradients, so removed entries never move.
+`finetune` trains the kept entries back towards a target loss: Adam, then full-batch L-BFGS (`llc_training.
+objectives.polish`), with gradient hooks that zero the removed entries' gradients, so removed entries never move.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from llc_estim import LLCWarning, auto_llc, trace_record
-from llc_training.train import grad_norm, polish
+from llc_training.objectives import grad_norm, polish
 
 BASIN_LOSS = 0.05  # research protocol 2: mean draw teacher loss (here: above the loss at the start)
 

@@ -138,3 +138,72 @@ def fmt_rho(s: Optional[dict]) -> str:
     ci_txt = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if all(math.isfinite(v) for v in ci) else "interval n/a"
     extra = f", p = {s['p_perm']:.2g} (stratified permutation)" if "p_perm" in s else ""
     return f"{s['rho']:.2f} {ci_txt}, n = {s['n']}{extra}"
+
+
+COMPARED = {"a": "llc_a", "b": "llc_b", "c": "llc_c", "acc_drop": "acc_drop", "func_change": "func_change",
+            "acc_ft": "acc_ft"}
+
+
+def versus_controls_rows(rows: list[dict]) -> None:
+    """In place: each zero-ablated component row gets, per compared quantity q present on its controls,
+    `controls_mean_q`, `controls_sd_q`, `effect_q` (component minus the controls' mean), `z_q`, `below_q` (controls
+    below the component) and `p_rank_q` (`versus_controls`)."""
+    for r in rows:
+        if r["role"] != "component" or r.get("mode") != "zero":
+            continue
+        ctrl = [c for c in rows if c["role"] == "control" and c["component"] == r["component"]]
+        for q, key in COMPARED.items():
+            vals = [c[key] for c in ctrl if key in c]
+            if key not in r or not vals:
+                continue
+            v = versus_controls(r[key], vals)
+            r.update({f"controls_mean_{q}": v["controls_mean"], f"controls_sd_{q}": v["controls_sd"],
+                      f"effect_{q}": v["diff"], f"z_{q}": v["z"], f"below_{q}": v["below"],
+                      f"p_rank_{q}": v["p_rank"]})
+
+
+def study_statistics(tables: dict, reps: int) -> dict:
+    """Within-program statistics, pooled ones stratified by program, and validity counts of the ablation study's
+    tables (program -> rows), with `reps` bootstrap and permutation resamples."""
+    per_program, pooled_rows = {}, []
+    for program, rows in tables.items():
+        zero = [r for r in rows if r.get("mode") == "zero" and r["role"] != "intact"]
+        comp = [r for r in zero if r["role"] == "component"]
+        s = {
+            "effect_a_vs_acc_drop": spearman([r.get("effect_a") for r in comp], [r.get("acc_drop") for r in comp],
+                                                   reps),
+            "delta_a_vs_acc_drop": spearman([r.get("delta_a") for r in zero], [r.get("acc_drop") for r in zero],
+                                                  reps),
+            "delta_a_vs_func_change": spearman([r.get("delta_a") for r in zero],
+                                                     [r.get("func_change") for r in zero], reps),
+            "refined_vs_acc_drop": spearman([r.get("llc_c") for r in zero if "llc_c" in r],
+                                                  [r.get("acc_drop") for r in zero if "llc_c" in r], reps),
+            "components": len(comp), "controls": sum(r["role"] == "control" for r in zero),
+        }
+        per_program[program] = s
+        pooled_rows += [(program, r) for r in zero]
+    g = [p for p, _ in pooled_rows]
+    col = lambda key: [r.get(key, math.nan) for _, r in pooled_rows]  # noqa: E731
+    comp_rows = [(p, r) for p, r in pooled_rows if r["role"] == "component"]
+    ccol = lambda key: [r.get(key, math.nan) for _, r in comp_rows]  # noqa: E731
+    ok_rows = [(p, r) for p, r in pooled_rows if r.get("ok_a")]
+    pooled = {
+        "delta_a_vs_acc_drop": stratified_spearman(col("delta_a"), col("acc_drop"), g, reps),
+        "delta_a_vs_func_change": stratified_spearman(col("delta_a"), col("func_change"), g, reps),
+        "delta_a_vs_acc_drop_valid_only": stratified_spearman(
+            [r.get("delta_a") for _, r in ok_rows], [r.get("acc_drop") for _, r in ok_rows], [p for p, _ in ok_rows],
+            reps),
+        "effect_a_vs_acc_drop": stratified_spearman(ccol("effect_a"), ccol("acc_drop"),
+                                                          [p for p, _ in comp_rows], reps),
+        "refined_vs_acc_drop": stratified_spearman(ccol("llc_c"), ccol("acc_drop"), [p for p, _ in comp_rows],
+                                                         reps),
+        "components_below_controls_a": sign_test(ccol("effect_a")),
+        "components_below_controls_acc": sign_test([-v for v in ccol("effect_acc_drop")]),
+    }
+    validity = {}
+    for q in ("intact", "a", "b", "c"):
+        for role in ("intact",) if q == "intact" else ("component", "control"):
+            vals = [r[f"ok_{q}"] for rows in tables.values() for r in rows if r["role"] == role and f"ok_{q}" in r]
+            if vals:
+                validity[f"{q}/{role}"] = {"ok": int(sum(vals)), "total": len(vals)}
+    return {"per_program": per_program, "pooled_stratified": pooled, "validity": validity}

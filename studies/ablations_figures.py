@@ -12,7 +12,7 @@ from studies.report_text import finite
 from studies.traces import write_diagnostics
 
 if TYPE_CHECKING:
-    from studies.ablations import AblationConfig
+    from studies.ablation_jobs import AblationConfig
 
 
 def _limits(values, pad: float = 0.08) -> tuple[float, float]:

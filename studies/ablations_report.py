@@ -14,7 +14,7 @@ from studies.ablations_figures import program_figure, summary_figure, trained_fi
 from studies.report_text import dirty_warning, finite, fmt
 
 if TYPE_CHECKING:
-    from studies.ablations import AblationConfig
+    from studies.ablation_jobs import AblationConfig
 
 PRIOR_TRAINED = (("full model", 26.7, None), ("without attention layer 1", 17.8, -0.33),
                  ("without layer 1", 17.0, -0.36), ("without MLP layer 0", 26.2, -0.02))

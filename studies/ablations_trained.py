@@ -39,8 +39,8 @@ from datasets.dataloaders import labelled_tensors
 from llc_estim import AutoSettings
 from llc_estim.ablation import keep_masks
 from llc_training.model import ModelConfig, TrainableTransformer
-from llc_training.train import (TrainConfig, WithSquaredNorm, grad_norm, outputs_only, polish, regularised,
-                                sequence_task, train)
+from llc_training.objectives import WithSquaredNorm, grad_norm, outputs_only, polish, regularised
+from llc_training.train import TrainConfig, sequence_task, train
 from rasp_models import registry
 from studies.ablate import ablate_components
 from studies.ablation_measure import finetune, gradient_bias, llc

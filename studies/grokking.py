@@ -34,8 +34,8 @@ import torch
 from llc_estim import SGLDConfig
 from llc_training.grokking.mod_add import train_seed
 from llc_training.model import ModAddMLP
-from llc_training.train import (TrainConfig, WithSquaredNorm, _load, classification_task, llc_curve, regularised,
-                                unregularised)
+from llc_training.objectives import WithSquaredNorm, regularised, unregularised
+from llc_training.train import TrainConfig, _load, classification_task, llc_curve
 from llc_training.validity import TrainedLLCSettings, trained_llc
 from studies.common import environment, json_default, results_root, scale
 from studies.grokking_analysis import (GROKKED_ACC, REFERENCE, events, lead_lag, reference_shape, seed_row,

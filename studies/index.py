@@ -32,6 +32,8 @@ SUPPLEMENTS = (  # listed when present; written by their own commands, not by `m
                                           "validly sampled (`python -m studies.landscape_probe`)?"),
     ("sharpness_ladder", "Q1, supplement", "Does the LLC converge as the compiled weights get sharper at constant "
                                            "100% accuracy (`python -m studies.sharpness_ladder`)?"),
+    ("estimate_cost", "Q1, supplement", "What would the five validity checks cost on each compiled program, measured "
+                                        "per gradient evaluation (`python -m studies.estimate_cost`)?"),
 )
 
 

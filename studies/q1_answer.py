@@ -6,6 +6,8 @@ repository's `results/`) and writes `results_root()/q1_answer/`. It samples noth
   * `complexity_escalation` and its sub-folders (the same protocol rerun at a larger budget, one `escalate` per
     folder; for each program the row of the largest `escalate` that holds an estimate replaces the table's,
     whatever its verdict),
+  * for programs still without an estimate, the evidence there is: `sharpness_ladder`'s single estimate at the
+    table's sharpness, and the projected cost of the five checks from `estimate_cost`,
 and answers with the programs whose estimate passed all five checks of `studies.validity` (tier A). Estimates that
 passed only the checks an estimate can make alone (the complexity ladders' trustworthy seeds, the valid rungs of
 `sharpness_ladder`) are shown beside them as tier B and never enter tier A's statistics.
@@ -74,6 +76,42 @@ def program_rows(source: Path) -> list:
                      "ratio": use["llc_mean"] / half if finite(half) and half else math.nan,
                      **{k: t.get(k) for k in DESCRIPTORS}, "reason": use.get("reason", "")})
     return rows
+
+
+def _table_sharpness_rungs(source: Path, table_sharpness: dict) -> dict:
+    """program -> its estimated `sharpness_ladder` rung at the table's own sharpness (a ladder keeps the other knob
+    at the table's value, so that rung compiles the table's weights)."""
+    path = source / "sharpness_ladder" / "metrics.json"
+    if not path.exists():
+        return {}
+    out = {}
+    for r in json.loads(path.read_text())["rows"]:
+        if r.get("estimated") and r["value"] == table_sharpness.get(r["knob"]):
+            out.setdefault(r["program"], r)
+    return out
+
+
+def add_evidence(rows: list, source: Path, table_sharpness: dict) -> None:
+    """In place: a program with no estimate in the table or its escalation runs gets, after its reason, the single
+    estimate at the table's sharpness from `sharpness_ladder` where there is one, and the projected cost of its
+    five checks from `estimate_cost` where that was measured."""
+    rungs = _table_sharpness_rungs(source, table_sharpness)
+    cost_path = source / "estimate_cost" / "metrics.json"
+    cost = json.loads(cost_path.read_text())["programs"] if cost_path.exists() else {}
+    for r in rows:
+        if finite(r["llc_mean"]):
+            continue
+        notes = []
+        rung = rungs.get(r["program"])
+        if rung is not None:
+            verdict = ("passed basin, bounds and R-hat" if rung["valid"] else f"not valid: {rung['reason']}")
+            notes.append(f"at the table's sharpness one estimate (sharpness_ladder) gives LLC {rung['llc_mean']:.1f} "
+                         f"+- {rung['llc_std']:.1f}, {verdict}; 4x-data and reparametrisation checks not run")
+        if r["program"] in cost:
+            notes.append(f"the five checks need at least {cost[r['program']]['projected_hours']:.2g} h of one core "
+                         "(estimate_cost)")
+        if notes:
+            r["reason"] = "; ".join([r["reason"], *notes]) if r["reason"] else "; ".join(notes)
 
 
 def tier_b(source: Path) -> list:
@@ -214,11 +252,13 @@ def run(source: Path, out_dir: Path) -> dict:
     """
     if not (source / "complexity" / "metrics.json").exists():
         raise FileNotFoundError(f"{source / 'complexity'} holds no metrics.json: run the complexity study first")
-    rows, extra = program_rows(source), tier_b(source)
-    st = statistics(rows)
     cfg = json.loads((source / "complexity" / "config.json").read_text())
     validity = cfg["config"]["validity"]
-    folders = [source / "complexity", *escalation_folders(source), source / "sharpness_ladder"]
+    rows, extra = program_rows(source), tier_b(source)
+    add_evidence(rows, source, validity.get("sharpness", {}))
+    st = statistics(rows)
+    folders = [source / "complexity", *escalation_folders(source), source / "sharpness_ladder",
+               source / "estimate_cost"]
     sources = {str(d.relative_to(source)): json.loads((d / "config.json").read_text())["environment"]["git_commit"]
                for d in folders if (d / "config.json").exists()}
     config = {"scale": cfg.get("scale", "?"), "source": str(source), "source_commits": sources,
@@ -255,7 +295,7 @@ def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int, tab
         half = f"{r['half_rank']:.1f}" if finite(r["half_rank"]) else "-"
         lines.append(f"| {r['program']} | {r['num_params']} | {r['source']} | {llc} | {half} | {ratio} | "
                      f"{r['selector_width']} | {r['primitives']} | {'yes' if r['valid'] else 'no'} | "
-                     f"{r['reason'][:180]} |")
+                     f"{r['reason'][:400]} |")
     if extra:
         ratios = np.array([r["ratio"] for r in extra])
         lines += ["", f"Tier B: {len(extra)} estimates, LLC / (rank/2) in [{ratios.min():.2f}, {ratios.max():.2f}] "

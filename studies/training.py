@@ -24,33 +24,29 @@ Writes `results/training/`.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import math
 import time
-import warnings
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 from datasets import generators
-from datasets.dataloaders import labelled_tensors
 from llc_estim import SGLDConfig
-from llc_training import leadlag
+from llc_training import correlation
 from llc_training.model import ModelConfig, TrainableTransformer
-from llc_training.train import (TrainConfig, WithSquaredNorm, hutchinson_trace, llc_curve, outputs_only,
-                                polish, regularised, sequence_task, train, unregularised, weight_norm, grad_norm,
-                                save_history)
+from llc_training.objectives import (WithSquaredNorm, hutchinson_trace, outputs_only, polish, regularised,
+                                     unregularised, weight_norm)
+from llc_training.train import TrainConfig, sequence_task, train
 from llc_training.validity import TrainedLLCSettings, trained_llc
 from rasp_models import registry
 from studies.common import environment, json_default, results_root, scale
 from studies.runner import effective_workers, run_jobs
 from studies.traces import write_diagnostics
-from studies.training_report import PREDICTORS, plot_curve, plot_sweep, readme
-from tracr.haiku_to_pytorch import to_torch
+from studies.training_curves import (CompareSettings, CurveJob, cast64, compare_compiled, labelled_data, quiet_call,
+                                     run_curve_job, slim)
+from studies.training_report import PREDICTORS, plot_sweep, readme
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,48 +79,6 @@ class SweepJob:
 
 
 @dataclasses.dataclass(frozen=True)
-class CompareSettings:
-    """Compiled vs trained under the common loss (see the module doc), on the comparing run's training sequences:
-    auto_llc settings for both models, and the L-BFGS iterations that take the trained model to the loss's
-    minimum."""
-
-    nbeta: float
-    localization: float
-    max_steps: int
-    n: int = 256
-    num_chains: int = 4
-    polish_iter: int = 2000
-    acc_drop: float = 0.05
-
-
-@dataclasses.dataclass(frozen=True)
-class CurveJob:
-    """One training run with the LLC along training (picklable).
-
-    Attributes:
-        name: run name (folder).
-        program: registered program.
-        sizes: train, validation and test set sizes (`generators.splits` with the training seed).
-        train: optimiser and log-spaced checkpoints.
-        sgld: the curve's sampler (regularised loss, float64); nbeta None means n / log n.
-        acc_drop: the draws' training accuracy may fall at most this far below the checkpoint's.
-        polish_iter: L-BFGS iterations after the last checkpoint.
-        llc: auto_llc checks at the final (polished) weights; None: skipped (e.g. too many parameters).
-        max_lag: cross-correlation lags each way.
-    """
-
-    name: str
-    program: str
-    sizes: tuple
-    train: TrainConfig
-    sgld: SGLDConfig
-    acc_drop: float
-    polish_iter: int
-    llc: Optional[TrainedLLCSettings]
-    max_lag: int = 3
-
-
-@dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """One scale of the study."""
 
@@ -143,35 +97,6 @@ class TrainingConfig:
     seed: int = 0
 
 
-# --- data and models -------------------------------------------------------------------------------------------
-
-def _data(spec, seqs, compiled, dtype=torch.float32):
-    ids, y, m = labelled_tensors(spec, seqs, compiled)
-    return ids, (y.to(dtype) if spec.numerical else y), m
-
-
-def _cast64(batch):
-    return tuple(t.double() if torch.is_floating_point(t) else t for t in batch)
-
-
-class CompiledOutputs(torch.nn.Module):
-    """A converted compiled model whose forward gives its readout (the fixed unembedding of the final residual),
-    so the compiled and the trained models are called alike: ids -> outputs [B, T, n_out]."""
-
-    def __init__(self, compiled_torch):
-        super().__init__()
-        self.inner = compiled_torch
-
-    def forward(self, ids):
-        return self.inner.readout(self.inner(ids))
-
-
-def _quiet_call(fn, *args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args)
-
-
 # --- the sweep -------------------------------------------------------------------------------------------------
 
 def program_spec(program: str, size: tuple = ()):
@@ -186,7 +111,7 @@ def run_sweep_job(job: SweepJob) -> dict:
     spec = program_spec(job.program, job.size)
     compiled = spec.compile()
     tr, _, te = generators.splits(spec, job.pool, seed=job.seed)
-    train_data, test_data = _data(spec, tr[: job.n_train], compiled), _data(spec, te, compiled)
+    train_data, test_data = labelled_data(spec, tr[: job.n_train], compiled), labelled_data(spec, te, compiled)
     task = sequence_task(spec.numerical)
     model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=job.seed)
     cfg = dataclasses.replace(job.train, batch_size=min(job.train.batch_size, job.n_train), seed=job.seed)
@@ -194,7 +119,7 @@ def run_sweep_job(job: SweepJob) -> dict:
     timing = {"train": time.time() - t0}
     wd = cfg.weight_decay
     wrapped = WithSquaredNorm(model).double()
-    tr64, te64 = _cast64(train_data), _cast64(test_data)
+    tr64, te64 = cast64(train_data), cast64(test_data)
     reg, plain = regularised(task.loss, wd), unregularised(task.loss)
     pol = polish(wrapped, reg, tr64, job.polish_iter)
     with torch.no_grad():
@@ -209,13 +134,13 @@ def run_sweep_job(job: SweepJob) -> dict:
     tr_h = hutchinson_trace(wrapped, plain, tr64, job.trace_probes, seed=job.seed)
     out["hessian_trace"], out["hessian_trace_se"] = tr_h["trace"], tr_h["se"]
     timing["polish_and_predictors"] = time.time() - t0 - timing["train"]
-    res = _quiet_call(trained_llc, wrapped, task, tr64, reg, job.llc)
+    res = quiet_call(trained_llc, wrapped, task, tr64, reg, job.llc)
     timing["llc_checks"] = res["seconds"]
     timing["auto_llc"] = res["auto"]["seconds"]
     out["llc"], out["llc_std"], out["llc_valid"], out["llc_reasons"] = (res["llc_mean"], res["llc_std"], res["valid"],
                                                                          res["reasons"])
     out["llc_over_n"] = res["llc_mean"] / job.n_train
-    out["llc_detail"] = _slim(res)
+    out["llc_detail"] = slim(res)
     out["traces"] = [(f"sweep n={job.n_train} seed {job.seed}: auto_llc", res["auto"]["trace"])]
     out["grad_norm"] = res["grad_norm"]
     t1 = time.time()
@@ -227,12 +152,6 @@ def run_sweep_job(job: SweepJob) -> dict:
     return out
 
 
-def _slim(res: dict) -> dict:
-    """A `trained_llc` result without its per-chain lists and trace record."""
-    keep = {k: v for k, v in res.items() if k not in ("auto", "sgld")}
-    keep["auto"] = {k: v for k, v in res["auto"].items() if k not in ("llc_per_chain", "trace")}
-    keep["sgld"] = [{k: v for k, v in s.items() if k != "llc_per_chain"} for s in res["sgld"]]
-    return keep
 
 
 def sweep_statistics(rows: list, seed: int = 0) -> dict:
@@ -242,118 +161,13 @@ def sweep_statistics(rows: list, seed: int = 0) -> dict:
     out = {"all_runs": {}, "valid_llc_runs": {}, "num_runs": len(rows),
            "num_valid_llc": int(sum(r["llc_valid"] for r in rows))}
     for name in PREDICTORS:
-        out["all_runs"][name] = leadlag.spearman_ci([r[name] for r in rows], test, seed=seed)
+        out["all_runs"][name] = correlation.spearman_ci([r[name] for r in rows], test, seed=seed)
         valid = [r for r in rows if r["llc_valid"]]
-        out["valid_llc_runs"][name] = leadlag.spearman_ci([r[name] for r in valid], [r["test_loss"] for r in valid],
-                                                          seed=seed)
+        out["valid_llc_runs"][name] = correlation.spearman_ci([r[name] for r in valid],
+                                                              [r["test_loss"] for r in valid], seed=seed)
     strata = [r["n_train"] for r in rows]
-    out["within_size"] = {name: leadlag.stratified_spearman([r[name] for r in rows], test, strata, seed=seed)
+    out["within_size"] = {name: correlation.stratified_spearman([r[name] for r in rows], test, strata, seed=seed)
                           for name in PREDICTORS}
-    return out
-
-
-# --- curves and compiled vs trained ------------------------------------------------------------------------------
-
-def run_curve_job(job: CurveJob, out_dir: str) -> dict:
-    """Trains one run with log-spaced checkpoints, its LLC curve, the final checks, the comparison with the compiled
-    model; writes `out_dir/<name>/` (figure, curves, final model)."""
-    torch.set_num_threads(1)
-    t0, c0 = time.time(), time.process_time()
-    out = Path(out_dir) / job.name
-    spec = registry.get(job.program)
-    compiled = spec.compile()
-    tr, va, te = generators.splits(spec, job.sizes, seed=job.train.seed)
-    train_data, val_data, test_data = (_data(spec, s, compiled) for s in (tr, va, te))
-    task = sequence_task(spec.numerical)
-    model = TrainableTransformer(ModelConfig.from_compiled(compiled), seed=job.train.seed)
-    hist = train(model, task, train_data, val_data, job.train, progress=False)
-    wd = job.train.weight_decay
-    reg = regularised(task.loss, wd)
-    nbeta = job.sgld.nbeta
-    curve = _quiet_call(llc_curve, WithSquaredNorm(model), task, train_data, hist, job.sgld, False, reg,
-                        torch.float64, job.acc_drop, reg)
-    wrapped = WithSquaredNorm(model).double()
-    tr64 = _cast64(train_data)
-    pol = polish(wrapped, reg, tr64, job.polish_iter)
-    baseline = task.majority_baseline(val_data)
-    val_acc = task.accuracy(outputs_only(wrapped), _cast64(val_data))
-    res = {"name": job.name, "program": job.program, "num_params": sum(p.numel() for p in model.parameters()),
-           "sizes": list(job.sizes), "final_train_acc": task.accuracy(outputs_only(wrapped), tr64),
-           "final_val_acc": val_acc, "test_acc": task.accuracy(outputs_only(wrapped), _cast64(test_data)),
-           "majority_baseline_val": baseline, "learned": bool(val_acc > baseline + 0.05), "polish": pol,
-           "curve_nbeta": nbeta if nbeta else len(tr) / math.log(len(tr)), "weight_decay": wd,
-           "step_size": job.sgld.step_size}
-    res["llc_curve_final"] = {"llc/mean": curve["llc_mean"][-1], "llc/std": curve["llc_std"][-1],
-                              "trustworthy": curve["trustworthy"][-1]}
-    res["curve_trustworthy"] = int(sum(curve["trustworthy"]))
-    final = (_quiet_call(trained_llc, wrapped, task, tr64, reg, dataclasses.replace(job.llc, nbeta=nbeta))
-             if job.llc is not None and res["num_params"] <= job.llc.dense_max else None)
-    res["final_llc"] = _slim(final) if final else None
-    res["traces"] = [(f"curve {job.name}: SGLD at step {hist.steps[i]}", curve["trace"][i])
-                     for i in sorted({0, len(hist.steps) - 1})]
-    res["traces"] += [(f"curve {job.name}: auto_llc at the end", final["auto"]["trace"])] if final else []
-    res["llc/mean"] = res["final_llc"]["llc_mean"] if res["final_llc"] else curve["llc_mean"][-1]
-    res["llc/std"] = res["final_llc"]["llc_std"] if res["final_llc"] else curve["llc_std"][-1]
-    res["lead_lag"] = curve_lead_lag(curve["llc_mean"], hist.val_loss, job.max_lag)
-    out.mkdir(parents=True, exist_ok=True)
-    save_history(out / "curves.json", hist, {k: curve[k] for k in ("llc_mean", "llc_std", "trustworthy", "warnings",
-                                                                    "acceptance", "draw_acc_min", "grad_norm")})
-    plain_sgld = {k: v for k, v in job.sgld.to_dict().items()
-                  if k not in ("thresholds", "preconditioner", "draw_metric", "param_filter", "param_masks")}
-    torch.save({"state": {k: v.float() for k, v in wrapped.inner.state_dict().items()},
-                "model_config": dataclasses.asdict(model.cfg), "run": job.name, "program": job.program,
-                "sizes": job.sizes, "seed": job.train.seed, "sgld": plain_sgld, "step_size": job.sgld.step_size,
-                "learned": res["learned"]}, out / "final_model.pt")
-    plot_curve(job, hist, curve, res, out / "training_llc.png")
-    res["seconds"], res["cpu_seconds"] = time.time() - t0, time.process_time() - c0
-    return res
-
-
-def curve_lead_lag(llc: list, val_loss: list, max_lag: int) -> dict:
-    """Within one run: the pre-whitened cross-correlation of LLC and log validation loss (Holm over lags) and the
-    range of their plain correlation when any one checkpoint is left out."""
-    x = np.asarray(llc, float)
-    y = np.log10(np.asarray(val_loss, float))
-    ok = np.isfinite(x) & np.isfinite(y)
-    out = {"leave_one_out": leadlag.leave_one_out(x[ok], y[ok])}
-    if ok.sum() >= 2 * max_lag + 8:
-        out["ccf"] = leadlag.prewhitened_ccf(x[ok], y[ok], max_lag)
-    else:
-        out["ccf"] = {"note": f"{int(ok.sum())} checkpoints are too few for {max_lag} lags each way"}
-    return out
-
-
-def compare_compiled(spec, compiled, trained: TrainableTransformer, seqs: list, cs: CompareSettings,
-                     seed: int) -> dict:
-    """The compiled and the trained model under the common loss on the same `cs.n` training sequences, same nbeta
-    and gamma; the trained model first fine-tuned (L-BFGS, no weight decay) to a minimum of that loss."""
-    from torch.utils.data import TensorDataset
-
-    from llc_estim import LLCWarning, auto_llc
-    from llc_training.train import _accuracy_metric, summarize_result
-
-    task = sequence_task(spec.numerical, loss_kind="mse_onehot")
-    data = _cast64(_data(spec, seqs, compiled))
-    models = {"compiled": CompiledOutputs(to_torch(compiled, dtype=torch.float64)),
-              "trained": copy.deepcopy(trained.inner if isinstance(trained, WithSquaredNorm) else trained).double()}
-    out = {"program": spec.name, "loss": ("mean over real positions of the squared distance between the model's outputs and the labels "
-                    + ("(numerical value)" if spec.numerical else "(one-hot)") + "; no regulariser"),
-           "n": len(data[0]), "nbeta": cs.nbeta, "localization": cs.localization}
-    out["trained_finetune"] = polish(models["trained"], task.loss, data, cs.polish_iter)
-    for name, m in models.items():
-        acc = task.accuracy(m, data)
-        with torch.no_grad():
-            loss = float(task.loss(m, data))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LLCWarning)
-            r = auto_llc(m, TensorDataset(*data), task.loss, localization=cs.localization, nbeta=cs.nbeta,
-                         num_chains=cs.num_chains, max_steps=cs.max_steps, seed=seed,
-                         draw_metric=_accuracy_metric(task, data), draw_metric_min=acc - cs.acc_drop, progress=False)
-        s = summarize_result(r)
-        out[name] = {"llc_mean": s["llc_mean"], "llc_std": s["llc_std"], "trustworthy": s["trustworthy"],
-                     "warnings": s["warnings"], "loss_at_w": loss, "grad_norm": grad_norm(m, task.loss, data),
-                     "accuracy": acc, "draw_acc_min": s["draw_metric_min"], "bounds": r.choices["bounds"],
-                     "num_params": sum(p.numel() for p in m.parameters()), "step_size": r.choices["step_size"]}
     return out
 
 

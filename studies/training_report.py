@@ -17,7 +17,8 @@ from studies.report_text import dirty_warning, fmt, fmt_ci, took  # noqa: E402
 
 if TYPE_CHECKING:
     from llc_training.validity import TrainedLLCSettings
-    from studies.training import CurveJob, TrainingConfig
+    from studies.training import TrainingConfig
+    from studies.training_curves import CurveJob
 
 PREDICTORS = ("llc", "llc_over_n", "train_loss", "weight_norm", "hessian_trace")
 PREDICTOR_WORDS = {"llc": "train-data LLC", "llc_over_n": "LLC / n", "train_loss": "training loss",

@@ -144,7 +144,7 @@ def validate(spec: ProgramSpec, st: ValiditySettings) -> dict:
         checks["nbeta"] = row["nbeta_change"] <= TOLERANCE and big["trustworthy"]
         reparam_ok = True
         for key, kwargs, present in (("mlp_x10", {"mlp": 10.0}, base_problem.model.mlp_hidden_size > 0),
-                                     ("qk_x0.1", {"qk": 0.1}, _has_heads(base_problem))):
+                                     ("qk_x0.1", {"qk": 0.1}, has_heads(base_problem))):
             if not present:
                 row[key] = None
                 continue
@@ -167,7 +167,8 @@ def base_checks(est: dict) -> dict:
             "rhat": bool(est["rhat"] < 1.1) and bool(est["trustworthy"])}
 
 
-def _has_heads(problem: TeacherProblem) -> bool:
+def has_heads(problem: TeacherProblem) -> bool:
+    """Whether any attention head of the compiled model has a nonzero query or key (the QK x0.1 check applies)."""
     with torch.no_grad():
         return any(float(h.W_Q.abs().sum() + h.W_K.abs().sum()) > 0 for blk in problem.model.blocks
                    for h in blk.attn.heads)

@@ -18,7 +18,7 @@ def test_memory_capped_noise_blocks_are_each_chains_own_stream(monkeypatch):
     model, data = linear_regression(5, 40)
     cfg = SGLDConfig(step_size=1e-3, num_chains=2, num_draws=7, num_burnin=0, progress=False)
     monkeypatch.setattr(sampler, "NOISE_BLOCK_BYTES", 3 * 2 * 5 * 8)
-    run = sampler._Run(model, data, mse, cfg, None)
+    run = sampler.ChainRun(model, data, mse, cfg, None)
     run.total = 7
     gens = [sampler.noise_generator(c) for c in sampler.chain_seeds(0, 2)]
     got = torch.stack([run.noise(gens, t) for t in range(7)])  # [7, C, P]
@@ -122,7 +122,7 @@ def test_compiled_potential_follows_a_swapped_preconditioner():
     for compile in (False, True):
         cfg = SGLDConfig(step_size=1e-2, nbeta=50.0, num_chains=2, metropolis=True, preconditioner=first,
                          progress=False, compile=compile)
-        run = sampler._Run(_mlp(0), data, mse, cfg, None)
+        run = sampler.ChainRun(_mlp(0), data, mse, cfg, None)
         before = [run.potential(z, run.full)[1] for _ in range(2)]  # the second call skips the guards
         run.precond = second
         drifts[compile] = before + [run.potential(z, run.full)[1] for _ in range(2)]

@@ -1,11 +1,11 @@
-"""Lead-lag statistics on synthetic series whose answer is known."""
+"""Lead-lag and correlation statistics on synthetic series whose answer is known."""
 
 import math
 
 import numpy as np
 import pytest
 
-from llc_training import leadlag
+from llc_training import correlation, leadlag
 
 
 def _ar1(rng, n, phi=0.6):
@@ -100,7 +100,7 @@ def test_single_pair_ccf_and_leave_one_out():
     a = rng.normal(size=20)
     b = rng.normal(size=20)
     a[0], b[0] = 20.0, 20.0  # one point makes the correlation
-    loo = leadlag.leave_one_out(a, b)
+    loo = correlation.leave_one_out(a, b)
     assert loo["r"] > 0.8 and loo["r_min"] < 0.5
 
 
@@ -109,9 +109,9 @@ def test_spearman_interval(sign):
     rng = np.random.default_rng(5)
     x = rng.normal(size=20)
     y = sign * x + 0.1 * rng.normal(size=20)
-    res = leadlag.spearman_ci(x, y)
+    res = correlation.spearman_ci(x, y)
     assert sign * res["rho"] > 0.9 and (res["ci"][0] > 0 if sign > 0 else res["ci"][1] < 0)
-    assert leadlag.spearman_ci([1, 2, math.nan], [1, 2, 3])["n"] == 2
+    assert correlation.spearman_ci([1, 2, math.nan], [1, 2, 3])["n"] == 2
 
 
 def test_event_steps_interpolate_between_checkpoints():
@@ -132,8 +132,8 @@ def test_stratified_spearman_sees_within_group_order_only():
     level = strata * 10.0
     noise = rng.normal(size=20)
     y = level + noise
-    within = leadlag.stratified_spearman(noise, y, strata, n_perm=2000)  # ranks inside each group: rho 1
+    within = correlation.stratified_spearman(noise, y, strata, n_perm=2000)  # ranks inside each group: rho 1
     assert within["rho"] > 0.9 and within["p"] < 0.01 and within["ci"][0] > 0.5
-    between = leadlag.stratified_spearman(level + rng.normal(size=20) * 1e-3, y, strata, n_perm=2000)
+    between = correlation.stratified_spearman(level + rng.normal(size=20) * 1e-3, y, strata, n_perm=2000)
     assert abs(between["rho"]) < 0.8 and between["p"] > 0.01  # only the between-group order: nothing within
-    assert leadlag.spearman_ci(level, y)["rho"] > 0.9
+    assert correlation.spearman_ci(level, y)["rho"] > 0.9

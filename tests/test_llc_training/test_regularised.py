@@ -8,8 +8,9 @@ from torch import nn
 
 from llc_estim.params import FlatParams
 from llc_training.model import ModAddMLP
-from llc_training.train import (TrainConfig, WithSquaredNorm, classification_task, grad_norm, hutchinson_trace,
-                                outputs_only, polish, regularised, train, unregularised, weight_norm)
+from llc_training.objectives import (WithSquaredNorm, grad_norm, hutchinson_trace, outputs_only, polish, regularised,
+                                     unregularised, weight_norm)
+from llc_training.train import TrainConfig, classification_task, train
 from llc_training.validity import TrainedLLCSettings, trained_llc
 
 

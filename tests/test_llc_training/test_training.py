@@ -99,7 +99,7 @@ def test_same_seed_same_curve_and_llc_curve():
 
 
 def test_llc_curve_records_a_verdict_and_the_gradient_norm_per_checkpoint():
-    from llc_training.train import WithSquaredNorm, regularised
+    from llc_training.objectives import WithSquaredNorm, regularised
 
     p = 7
     a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")

@@ -11,7 +11,7 @@ from llc_training.model import ModelConfig, TrainableTransformer
 from rasp_models import registry
 from rasp_models.base import ProgramSpec
 from studies.ablate import ablate_component as ablate
-from studies.ablations import accuracy
+from studies.ablation_jobs import accuracy
 from tracr.compiler import lib
 from tracr.haiku_to_pytorch import to_torch
 from tracr.rasp import rasp

@@ -121,3 +121,33 @@ def test_programs_valid_only_at_a_lower_sharpness_are_named_and_kept_out_of_the_
     # e's rung at coldness 5 is below the table's 100; its rung at 150 (sharper, and valid) is not a rescue
     assert "e at softmax_coldness=5 (LLC 44.0, LLC/(rank/2) 1.10)" in line
     assert "=50" not in line and "=150" not in line and "a at" not in line
+
+
+def test_a_program_without_an_estimate_carries_its_table_sharpness_rung_and_its_cost(tmp_path):
+    nan = float("nan")
+    table = [_row("a", 10.0, 10.0, True), _row("c", 12.0, 11.0, True), _row("d", 31.0, 30.0, True),
+             _row("big", nan, nan, False, reason="not estimated: 20000 parameters > max_params 3000"),
+             _row("huge", nan, nan, False, reason="not estimated: 90000 parameters > max_params 3000")]
+    (tmp_path / "src").mkdir()
+    src = _folders(tmp_path / "src", table)
+    rung = {"knob": "softmax_coldness", "half_rank": 40.0, "estimated": True, "llc_std": 2.0}
+    rows = [{**rung, "program": "big", "value": 100.0, "llc_mean": 44.0, "valid": False, "reason": "R-hat 1.5"},
+            {**rung, "program": "big", "value": 20.0, "llc_mean": 30.0, "valid": True, "reason": ""},
+            {**rung, "program": "a", "value": 100.0, "llc_mean": 10.2, "valid": True, "reason": ""}]
+    (src / "sharpness_ladder").mkdir()
+    (src / "sharpness_ladder" / "metrics.json").write_text(json.dumps({"rows": rows}))
+    (src / "estimate_cost").mkdir()
+    cost = {"programs": {"big": {"projected_hours": 1.5}, "huge": {"projected_hours": 30.0},
+                         "a": {"projected_hours": 0.1}}}
+    (src / "estimate_cost" / "metrics.json").write_text(json.dumps(cost))
+    (src / "estimate_cost" / "config.json").write_text(json.dumps({"environment": {"git_commit": "f" * 40}}))
+    metrics = q1_answer.run(src, tmp_path / "out")
+    progs = metrics["programs"]
+    # only the rung at the table's own coldness (100) speaks for the table's weights; the coldness-20 rung does not
+    assert "LLC 44.0 +- 2.0, not valid: R-hat 1.5" in progs["big"]["reason"]
+    assert "30.0" not in progs["big"]["reason"] and "at least 1.5 h of one core" in progs["big"]["reason"]
+    assert progs["huge"]["reason"].startswith("not estimated: 90000") and "at least 30 h" in progs["huge"]["reason"]
+    assert "sharpness_ladder" not in progs["huge"]["reason"]
+    assert progs["a"]["reason"] == ""  # an estimated program keeps its own reason
+    assert metrics["statistics"]["valid_programs"] == ["a", "c", "d"]
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["source_commits"]["estimate_cost"] == "f" * 40
