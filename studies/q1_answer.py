@@ -108,8 +108,8 @@ def add_evidence(rows: list, source: Path, table_sharpness: dict) -> None:
             notes.append(f"at the table's sharpness one estimate (sharpness_ladder) gives LLC {rung['llc_mean']:.1f} "
                          f"+- {rung['llc_std']:.1f}, {verdict}; 4x-data and reparametrisation checks not run")
         if r["program"] in cost:
-            notes.append(f"the five checks need at least {cost[r['program']]['projected_hours']:.2g} h of one core "
-                         "(estimate_cost)")
+            notes.append(f"the five checks would take about {cost[r['program']]['projected_hours']:.2g} h of one "
+                         "core (estimate_cost)")
         if notes:
             r["reason"] = "; ".join([r["reason"], *notes]) if r["reason"] else "; ".join(notes)
 

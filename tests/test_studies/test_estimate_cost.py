@@ -45,3 +45,10 @@ def test_the_projection_counts_each_check_estimate_at_the_tables_budget(tmp_path
 def test_no_timing_without_a_repeat(tmp_path):
     with pytest.raises(ValueError, match="repeats"):
         estimate_cost.run(_source(tmp_path, 1.0), tmp_path / "out", ("identity",), repeats=0)
+
+
+def test_the_projection_is_called_a_bound_only_where_the_table_shows_it():
+    assert "lower bound" in estimate_cost._comparison([1.2, 3.0])
+    below = estimate_cost._comparison([0.7, 1.0])
+    assert "order of magnitude" in below and "lower bound" not in below
+    assert "could not be checked" in estimate_cost._comparison([])
