@@ -36,6 +36,7 @@ from scipy import stats  # noqa: E402
 from studies.common import REPO_ROOT, environment, json_default, results_root  # noqa: E402
 from studies.complexity_report import write_csv  # noqa: E402
 from studies.report_text import finite  # noqa: E402
+from studies.validity import CHECKS  # noqa: E402
 
 DESCRIPTORS = ("layers", "heads", "mlp_width", "residual_width", "primitives", "selector_width")
 COLUMNS = ("program", "source", "num_params", "valid", "llc_mean", "llc_std", "half_rank", "effective_half_rank",
@@ -74,7 +75,8 @@ def program_rows(source: Path) -> list:
                      **{k: use.get(k, math.nan) for k in ("llc_mean", "llc_std", "half_rank", "effective_half_rank",
                                                           "half_dim")},
                      "ratio": use["llc_mean"] / half if finite(half) and half else math.nan,
-                     **{k: t.get(k) for k in DESCRIPTORS}, "reason": use.get("reason", "")})
+                     **{k: t.get(k) for k in DESCRIPTORS}, "reason": use.get("reason", ""),
+                     "failed_checks": [c for c in CHECKS if use.get(f"check_{c}") is False]})
     return rows
 
 
@@ -144,6 +146,11 @@ def statistics(rows: list) -> dict:
                ratio_mean=float(ratio.mean()), ratio_ci95=_t_interval(ratio),
                spearman_llc_half_rank=float(sp.statistic), p_llc_half_rank=float(sp.pvalue),
                largest_ratio=max(ok, key=lambda r: r["ratio"])["program"])
+    # the bounds check admits LLC >= 0.85 x effective half-rank: the smallest ratio it lets through, per program
+    cuts = [0.85 * r["effective_half_rank"] / r["half_rank"] for r in ok]
+    out.update(bounds_cut_min=float(min(cuts)), bounds_cut_max=float(max(cuts)),
+               closest_to_cut=float(min(r["ratio"] / c for r, c in zip(ok, cuts))),
+               failed_bounds_only=[r["program"] for r in rows if r.get("failed_checks") == ["bounds"]])
     sw = [r["ratio"] for r in ok if r["selector_width"]]
     no = [r["ratio"] for r in ok if not r["selector_width"]]
     out.update(selector_width_ratios=sw, other_ratios=no)
@@ -190,6 +197,16 @@ def answer(st: dict, rows: list, num_chains: int, extra: tuple = (), table_sharp
                         ", which is not positive here."))
     else:
         lines.append(f"- **The LLC is not a fixed multiple of rank/2**: {spread}.")
+    only = st["failed_bounds_only"]
+    shaped = st["closest_to_cut"] < 1.05
+    lines.append(f"- **Selection by the bounds check**: a valid estimate must reach 0.85 x the effective half-rank, so "
+                 f"no valid ratio could lie below {st['bounds_cut_min']:.2f}-{st['bounds_cut_max']:.2f} (per program); "
+                 + (f"the valid ratios come within {st['closest_to_cut'] - 1:.0%} of their cut, so the filter may shape "
+                    "the lower end of the range" if shaped else
+                    f"every valid ratio is at least {st['closest_to_cut'] - 1:.0%} above its cut, so the closeness to "
+                    "rank/2 from below is measured, not imposed by the filter")
+                 + "; " + (f"{len(only)} program(s) failed on the bounds alone ({', '.join(only)})." if only else
+                           "no program failed on the bounds check alone."))
     if "mannwhitney_p" in st:
         sw, no = st["selector_width_ratios"], st["other_ratios"]
         verdict = "differs" if st["mannwhitney_p"] < 0.05 else "does not differ significantly"

@@ -151,3 +151,21 @@ def test_a_program_without_an_estimate_carries_its_table_sharpness_rung_and_its_
     assert progs["a"]["reason"] == ""  # an estimated program keeps its own reason
     assert metrics["statistics"]["valid_programs"] == ["a", "c", "d"]
     assert json.loads((tmp_path / "out" / "config.json").read_text())["source_commits"]["estimate_cost"] == "f" * 40
+
+
+def test_the_answer_says_whether_the_bounds_check_could_have_shaped_the_ratios(tmp_path):
+    rows = [dict(_row("a", 10.0, 10.0, True), effective_half_rank=10.0, failed_checks=[]),
+            dict(_row("c", 12.0, 11.0, True), effective_half_rank=11.0, failed_checks=[]),
+            dict(_row("d", 31.0, 30.0, True), effective_half_rank=30.0, failed_checks=[]),
+            dict(_row("e", 5.0, 40.0, False), effective_half_rank=40.0, failed_checks=["bounds"]),
+            dict(_row("f", 5.0, 40.0, False), effective_half_rank=40.0, failed_checks=["bounds", "rhat"])]
+    for r in rows:
+        r["ratio"] = r["llc_mean"] / r["half_rank"]
+    st = q1_answer.statistics(rows)
+    assert st["bounds_cut_min"] == pytest.approx(0.85) and st["failed_bounds_only"] == ["e"]
+    assert st["closest_to_cut"] == pytest.approx(1.0 / 0.85)
+    line = next(x for x in q1_answer.answer(st, rows, 4) if "Selection" in x)
+    assert "measured, not imposed" in line and "1 program(s) failed on the bounds alone (e)" in line
+    rows[0]["llc_mean"], rows[0]["ratio"] = 8.6, 0.86  # 1% above its cut of 0.85
+    line = next(x for x in q1_answer.answer(q1_answer.statistics(rows), rows, 4) if "Selection" in x)
+    assert "may shape the lower end" in line
