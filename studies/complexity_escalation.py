@@ -6,8 +6,9 @@ run at different times, each keeping its commit) into it instead. The committed 
 (`results/complexity`) marks several programs invalid only because one of their check estimates was flagged
 (R-hat, trend) at its fixed budget. This reruns the whole validity protocol (`studies.validity.validate`) for the
 chosen programs at the table's own settings, read from `results/complexity/config.json`, with `escalate = K`: a
-flagged estimate is rerun at twice its budget, up to K times. `--max-params` also estimates programs the table
-left out for their size. It reports, per program, each check's verdict, the budget each estimate needed, and the
+flagged estimate is rerun at twice its budget, up to K times. Each of a program's four estimates is its own job, so
+one program's checks run in parallel on N workers. `--max-params` also estimates programs the table left out for
+their size. It reports, per program, each check's verdict, the budget each estimate needed, and the
 table's earlier verdict beside the new one. It is a supplement to the complexity study, not part of `make results`.
 """
 
@@ -25,20 +26,41 @@ from studies.common import REPO_ROOT, environment, json_default, results_root
 from studies.complexity_diagnostics import settings_from_config
 from studies.complexity_report import write_csv
 from studies.runner import run_jobs
-from studies.validity import ValiditySettings, table_row, validate
+from studies.validity import ESTIMATES, ValiditySettings, assemble, check_estimate, needed, table_row
 
 DEFAULT_PROGRAMS = ("count_a", "length", "pair_balance")  # invalid in the table only through a flagged check estimate
-ESTIMATES = ("base", "nbeta_x4", "mlp_x10", "qk_x0.1")
 
 
-def job(program: str, st: ValiditySettings) -> dict:
-    """One program's validity row, with the budget each estimate used."""
-    row = validate(registry.get(program), st)
-    out = table_row(row)
-    for key in ESTIMATES:
-        est = row.get(key) or {}
-        out[f"steps_{key}"] = est.get("max_steps_used", "")
-        out[f"trustworthy_{key}"] = est.get("trustworthy", "")
+def estimate_job(program: str, st: ValiditySettings, key: str) -> dict:
+    """One check estimate of one program (a worker's job) and its wall time."""
+    t0 = time.time()
+    return {"estimate": check_estimate(registry.get(program), st, key), "seconds": time.time() - t0}
+
+
+def program_rows(programs: tuple, st: ValiditySettings, workers: int) -> list:
+    """Each program's validity row with the budget each estimate used. Every estimate of every program is its
+    own job, so the estimates of one program run in parallel on `workers` cores; `validity.assemble` joins them as
+    `validity.validate` would (a row's `seconds` is the sum of its estimates' wall times)."""
+    specs = {p: registry.get(p) for p in programs}
+    todo = [(p, st, key) for p in programs for key in needed(specs[p], st)]
+    done = run_jobs(estimate_job, todo, workers, desc="escalation estimates",
+                    describe=lambda args, r: f"{args[0]} {args[2]}: " + (
+                        "n/a" if r["estimate"] is None else f"LLC {r['estimate']['llc_mean']:.4g}, "
+                        f"{r['estimate']['max_steps_used']} steps, trustworthy {r['estimate']['trustworthy']}"))
+    estimates = {p: {} for p in programs}
+    seconds = dict.fromkeys(programs, 0.0)
+    for (p, _, key), r in zip(todo, done):
+        estimates[p][key] = r["estimate"]
+        seconds[p] += r["seconds"]
+    out = []
+    for p in programs:
+        row = assemble(specs[p], st, estimates[p], seconds[p])
+        flat = table_row(row)
+        for key in ESTIMATES:
+            est = row.get(key) or {}
+            flat[f"steps_{key}"] = est.get("max_steps_used", "")
+            flat[f"trustworthy_{key}"] = est.get("trustworthy", "")
+        out.append(flat)
     return out
 
 
@@ -62,8 +84,7 @@ def run(source: Path, out_dir: Path, programs: tuple = DEFAULT_PROGRAMS, escalat
     st = dataclasses.replace(settings_from_config(source_config), escalate=escalate)
     if max_params is not None:
         st = dataclasses.replace(st, max_params=max_params)
-    rows = run_jobs(job, [(p, st) for p in programs], workers, desc="escalation",
-                    describe=lambda args, r: f"{args[0]}: valid={r['valid']}")
+    rows = program_rows(programs, st, workers)
     for r in rows:
         r["valid_in_table"] = before.get(r["program"], {}).get("valid", "")
     env = environment()

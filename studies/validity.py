@@ -32,6 +32,7 @@ from datasets.teacher import TeacherProblem, teacher_problem
 from llc_estim import AutoSettings, LLCWarning, auto_llc, trace_record
 from rasp_models.base import ProgramSpec, Sharpness
 from studies.runner import is_quiet
+from tracr.haiku_to_pytorch import to_torch
 from tracr.torch_components import rescaled
 
 TOLERANCE = 0.2  # relative change allowed by the nbeta and reparametrisation checks
@@ -124,39 +125,80 @@ def _rel(a: dict, b: dict) -> float:
     return abs(b["llc_mean"] - a["llc_mean"]) / max(abs(a["llc_mean"]), 1e-12)
 
 
-def validate(spec: ProgramSpec, st: ValiditySettings) -> dict:
-    """The base estimate and the five checks for one program (see the module docstring)."""
+ESTIMATES = ("base", "nbeta_x4", "mlp_x10", "qk_x0.1")  # the estimates behind the five checks
+_RESCALE = {"mlp_x10": {"mlp": 10.0}, "qk_x0.1": {"qk": 0.1}}
+
+
+def check_estimate(spec: ProgramSpec, st: ValiditySettings, key: str) -> Optional[dict]:
+    """One of the protocol's estimates of a program, settled (`settled_estimate`): `base` on n teacher sequences,
+    `nbeta_x4` on 4n at 4x nbeta, `mlp_x10` and `qk_x0.1` the rescaled model on the base data; None where the
+    model has no MLP or no head for that reparametrisation. Independent of the others, so they may run in parallel
+    (`assemble` puts them together exactly as `validate` does).
+
+    Raises:
+        ValueError: an unknown key.
+    """
+    if key not in ESTIMATES:
+        raise ValueError(f"unknown estimate {key!r}; choose from {ESTIMATES}")
     torch.set_num_threads(1)
-    t0 = time.time()
-    base_problem = teacher_problem(spec, st.n, sharpness=st.sharpness)
-    P = sum(p.numel() for p in base_problem.model.parameters())
+    if key == "nbeta_x4":
+        return settled_estimate(teacher_problem(spec, 4 * st.n, sharpness=st.sharpness), st, 4 * st.nbeta)
+    problem = teacher_problem(spec, st.n, sharpness=st.sharpness)
+    if key == "base":
+        return settled_estimate(problem, st, st.nbeta)
+    present = problem.model.mlp_hidden_size > 0 if key == "mlp_x10" else has_heads(problem)
+    if not present:
+        return None
+    return settled_estimate(problem.for_model(rescaled(problem.model, **_RESCALE[key])), st, st.nbeta)
+
+
+def num_params(spec: ProgramSpec, st: ValiditySettings) -> int:
+    """Parameters of the program compiled at the settings' sharpness."""
+    return sum(p.numel() for p in to_torch(spec.compile(st.sharpness)).parameters())
+
+
+def needed(spec: ProgramSpec, st: ValiditySettings) -> tuple:
+    """The estimates `validate` runs for a program: none above `max_params`, the base alone without checks."""
+    if num_params(spec, st) > st.max_params:
+        return ()
+    return ESTIMATES if st.checks else ("base",)
+
+
+def assemble(spec: ProgramSpec, st: ValiditySettings, estimates: dict, seconds: float) -> dict:
+    """The validity row of a program from its `check_estimate` results (keys as `needed` gives them; a check
+    estimate of a part the model lacks is None)."""
+    P = num_params(spec, st)
     row = {"program": spec.name, "num_params": P, "settings": _settings_dict(st)}
-    if P > st.max_params:
+    if "base" not in estimates:
         row.update(valid=False, reason=f"not estimated: {P} parameters > max_params {st.max_params} at this scale")
         return row
-    base = settled_estimate(base_problem, st, st.nbeta)
-    row["base"] = base
+    base = row["base"] = estimates["base"]
     checks = base_checks(base)
     if st.checks:
-        big = settled_estimate(teacher_problem(spec, 4 * st.n, sharpness=st.sharpness), st, 4 * st.nbeta)
-        row["nbeta_x4"] = big
+        big = row["nbeta_x4"] = estimates["nbeta_x4"]
         row["nbeta_change"] = _rel(base, big)
         checks["nbeta"] = row["nbeta_change"] <= TOLERANCE and big["trustworthy"]
         reparam_ok = True
-        for key, kwargs, present in (("mlp_x10", {"mlp": 10.0}, base_problem.model.mlp_hidden_size > 0),
-                                     ("qk_x0.1", {"qk": 0.1}, has_heads(base_problem))):
-            if not present:
-                row[key] = None
+        for key in ("mlp_x10", "qk_x0.1"):
+            est = row[key] = estimates[key]
+            if est is None:
                 continue
-            est = settled_estimate(base_problem.for_model(rescaled(base_problem.model, **kwargs)), st, st.nbeta)
-            row[key], row[f"{key}_change"] = est, _rel(base, est)
+            row[f"{key}_change"] = _rel(base, est)
             reparam_ok = reparam_ok and row[f"{key}_change"] <= TOLERANCE and est["trustworthy"]
         checks["reparam"] = reparam_ok
     row["checks"] = {k: bool(v) for k, v in checks.items()}
     row["valid"] = bool(st.checks and all(checks.values()))
     row["reason"] = "; ".join(_reasons(row)) if not row["valid"] else ""
-    row["seconds"] = time.time() - t0
+    row["seconds"] = seconds
     return row
+
+
+def validate(spec: ProgramSpec, st: ValiditySettings) -> dict:
+    """The base estimate and the five checks for one program, one estimate after another (see the module
+    docstring)."""
+    t0 = time.time()
+    estimates = {key: check_estimate(spec, st, key) for key in needed(spec, st)}
+    return assemble(spec, st, estimates, time.time() - t0)
 
 
 def base_checks(est: dict) -> dict:

@@ -113,3 +113,23 @@ def test_flagged_estimates_are_rerun_at_twice_the_budget_up_to_escalate(monkeypa
     calls.clear()
     assert validity.settled_estimate(None, dataclasses.replace(st, escalate=0), 1.0)["escalations"] == 0
     assert [c[0] for c in calls] == [100]
+
+
+def test_the_check_estimates_run_apart_assemble_into_the_row_validate_gives():
+    """Run as separate jobs (how `complexity_escalation` spreads one program over the cores), the four estimates
+    give the same row as `validate`'s one-after-another run: each is seeded on its own and reuses nothing."""
+    from studies.validity import assemble, check_estimate, needed
+
+    st = dataclasses.replace(PRESETS["smoke"].validity, checks=True, max_steps=200)
+    spec = registry.get("histogram")  # an MLP and a head: all four estimates
+    assert needed(spec, st) == ("base", "nbeta_x4", "mlp_x10", "qk_x0.1")
+    whole = validate(spec, st)
+    parts = assemble(spec, st, {k: check_estimate(spec, st, k) for k in reversed(needed(spec, st))}, 0.0)
+    for key in ("base", "nbeta_x4", "mlp_x10", "qk_x0.1"):
+        assert parts[key]["llc_per_chain"] == whole[key]["llc_per_chain"]
+    assert (parts["valid"], parts["reason"], parts["checks"]) == (whole["valid"], whole["reason"], whole["checks"])
+    assert needed(spec, dataclasses.replace(st, checks=False)) == ("base",)
+    assert needed(spec, dataclasses.replace(st, max_params=10)) == ()
+    assert check_estimate(registry.get("identity"), st, "qk_x0.1") is None  # identity has no head
+    with pytest.raises(ValueError, match="unknown estimate"):
+        check_estimate(spec, st, "mlp_x2")
