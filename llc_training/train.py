@@ -24,9 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from llc_estim import LLCWarning, SGLDConfig, SGLDDivergenceError, calibrate, estimate_llc, trace_record
-from llc_training.objectives import WithSquaredNorm, grad_norm, outputs_only
-
-Batch = tuple
+from llc_training.objectives import Batch, WithSquaredNorm, grad_norm, outputs_only
 
 
 @dataclasses.dataclass(frozen=True)
