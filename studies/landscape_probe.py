@@ -8,7 +8,9 @@
 2. runs `llc_estim.landscape.probe_landscape` with that Hessian: how far the whitened range stays quadratic, and at
    what fraction of the prior scale 1 / sqrt(gamma) the flat complement meets a wall;
 3. puts these beside the program's verdict in `results/complexity` and `results/complexity_escalation`.
-It is a supplement to the complexity study, not part of `make results`.
+`--merge DIR DIR ...` combines folders of earlier runs (e.g. the large programs probed later, each run keeping its
+commit) into it instead, with the verdicts read anew. It is a supplement to the complexity study, not part of
+`make results`.
 """
 
 from __future__ import annotations
@@ -91,22 +93,64 @@ def run(source: Path, out_dir: Path, programs: tuple, max_params: int, steps: in
     chosen = [p for p in programs if sizes.get(p, 0) <= max_params]  # a program the table lacks is probed
     kept = run_jobs(job, [(p, st, steps) for p in chosen], workers, desc="landscape probe",
                     describe=lambda args, r: f"{args[0]}: wall at s={r['wall_scale']}, step {r['step_size']:.3g}")
-    status = verdicts(source.parent)
-    for r in kept:
-        r["verdict"] = status.get(r["program"], "not estimated")
     env = environment()
+    run_record = {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": time.time() - t0,
+                  "workers": workers, "programs": chosen, "max_params": max_params}
     config = {"settings": {**dataclasses.asdict(st), "nbeta": st.nbeta}, "steps": steps, "max_params": max_params,
-              "programs": list(programs), "not_probed": sorted(set(programs) - set(chosen)), "workers": workers,
-              "source_commit": _source_commit(source),
-              "seconds": time.time() - t0, "environment": env}
+              "programs": list(programs), "not_probed": sorted(set(programs) - set(chosen)),
+              "source_commit": _source_commit(source), "environment": env, "runs": [run_record]}
+    return write(source.parent, out_dir, kept, config)
+
+
+def merge(parts: list, out_dir: Path, results: Path) -> dict:
+    """Combines folders written by `run` (e.g. the large programs probed in a later run) into `out_dir`; every run
+    keeps its commit, time, workers and programs in config.json's `runs`, and the verdicts are read anew from the
+    validity folders under `results`.
+
+    Raises:
+        ValueError: the parts differ in settings, warm-up steps or source table, or two parts probed the same
+            program.
+    """
+    configs = [json.loads((Path(p) / "config.json").read_text()) for p in parts]
+    rows = [r for p in parts for r in json.loads((Path(p) / "metrics.json").read_text())["programs"].values()]
+    for key in ("settings", "steps", "source_commit"):
+        if any(c[key] != configs[0][key] for c in configs):
+            raise ValueError(f"the parts differ in {key}: {[c[key] for c in configs]}")
+    names = [r["program"] for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a program was probed in more than one part: {sorted(names)}")
+    asked = list(dict.fromkeys(p for c in configs for p in c["programs"]))
+    config = {**configs[0], "max_params": max(c["max_params"] for c in configs), "programs": asked,
+              "not_probed": sorted(set(asked) - set(names)), "environment": environment(),
+              "runs": [run for c in configs for run in c.get("runs") or [_run_record(c)]]}
+    return write(results, out_dir, rows, config)
+
+
+def _run_record(config: dict) -> dict:
+    """The run record of a folder written before config.json listed its runs (one run: its own environment)."""
+    env = config["environment"]
+    return {"commit": env["git_commit"], "dirty": env["dirty"], "seconds": config["seconds"],
+            "workers": config["workers"], "programs": sorted(set(config["programs"]) - set(config["not_probed"])),
+            "max_params": config["max_params"]}
+
+
+def write(results: Path, out_dir: Path, rows: list, config: dict) -> dict:
+    """probe.csv, probe.png, metrics.json, config.json and the README of `rows` (as `config` records them), each
+    row with its program's verdict from the validity folders under `results`."""
+    status = verdicts(results)
+    for r in rows:
+        r["verdict"] = status.get(r["program"], "not estimated")
+    config = {k: v for k, v in config.items() if k not in ("workers", "seconds")}
+    config["seconds"] = sum(run["seconds"] for run in config["runs"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    flat = [{k: v for k, v in r.items() if k != "rows"} for r in kept]
+    flat = [{k: v for k, v in r.items() if k != "rows"} for r in rows]
     write_csv(out_dir / "probe.csv", flat)
-    metrics = {"programs": {r["program"]: r for r in kept}, "seconds": config["seconds"]}
+    metrics = {"programs": {r["program"]: r for r in rows}, "seconds": config["seconds"]}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, default=json_default))
     (out_dir / "config.json").write_text(json.dumps(config, indent=1, default=json_default))
-    figure(kept, out_dir / "probe.png", st, steps)
-    (out_dir / "README.md").write_text(readme(kept, st, config))
+    st = ValiditySettings.from_dict(config["settings"])
+    figure(rows, out_dir / "probe.png", st, config["steps"])
+    (out_dir / "README.md").write_text(readme(rows, st, config))
     return metrics
 
 
@@ -148,8 +192,9 @@ def figure(rows: list, path: Path, st: ValiditySettings, steps: int) -> None:
 
 def readme(rows: list, st: ValiditySettings, config: dict) -> str:
     """The README, generated from the rows."""
-    env = config["environment"]
     by = {v: [r for r in rows if r["verdict"] == v] for v in COLOURS}
+    made = "; ".join(f"{', '.join(run['programs'])} at commit `{run['commit'][:10]}` (dirty: {run['dirty']}), "
+                     f"{run['seconds'] / 60:.1f} minutes with {run['workers']} worker(s)" for run in config["runs"])
 
     def walls(rs):
         return ", ".join(f"{r['program']} {_s(r['wall_scale'])}" for r in rs) or "none"
@@ -161,8 +206,7 @@ def readme(rows: list, st: ValiditySettings, config: dict) -> str:
         return ", ".join(f"{r['program']} {r['step_size']:.2g}" for r in rs) or "none"
 
     lines = ["# Landscape probe: what the sampler meets near w*", "",
-             f"Generated by `studies/landscape_probe.py` at commit `{env['git_commit'][:10]}` (dirty: {env['dirty']}), "
-             f"{config['seconds'] / 60:.1f} minutes with {config['workers']} worker(s). Settings of the committed "
+             f"Generated by `studies/landscape_probe.py`: {made}. Settings of the committed "
              f"complexity table ({st.line()}); `auto_llc` warm-up of {config['steps']} gradient evaluations per "
              f"chain for the step size; programs up to {config['max_params']} parameters"
              + (f" (not probed: {', '.join(config['not_probed'])})." if config["not_probed"] else "."), "",
@@ -205,9 +249,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--source", type=Path, default=REPO_ROOT / "results" / "complexity")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="DIR",
+                    help="instead of running, combine folders written by earlier runs into the results folder")
     args = ap.parse_args()
-    run(args.source, results_root() / "landscape_probe", tuple(args.programs), args.max_params, args.steps,
-        args.workers)
+    out = results_root() / "landscape_probe"
+    if args.merge:
+        merge(args.merge, out, args.source.parent)
+    else:
+        run(args.source, out, tuple(args.programs), args.max_params, args.steps, args.workers)
 
 
 if __name__ == "__main__":

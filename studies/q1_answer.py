@@ -7,7 +7,8 @@ repository's `results/`) and writes `results_root()/q1_answer/`. It samples noth
     folder; for each program the row of the largest `escalate` that holds an estimate replaces the table's,
     whatever its verdict),
   * for programs still without an estimate, the evidence there is: `sharpness_ladder`'s single estimate at the
-    table's sharpness, and the projected cost of the five checks from `estimate_cost`,
+    table's sharpness, and the projected cost of the five checks from `estimate_cost`; for every program, the
+    leapfrog steps one crossing of the whitened range costs, from `landscape_probe` (`studies.q1_evidence`),
 and answers with the programs whose estimate passed all five checks of `studies.validity` (tier A). Estimates that
 passed only the checks an estimate can make alone (the complexity ladders' trustworthy seeds, the valid rungs of
 `sharpness_ladder`) are shown beside them as tier B and never enter tier A's statistics.
@@ -35,12 +36,13 @@ from scipy import stats  # noqa: E402
 
 from studies.common import REPO_ROOT, environment, json_default, results_root  # noqa: E402
 from studies.complexity_report import write_csv  # noqa: E402
-from studies.report_text import finite  # noqa: E402
+from studies.q1_evidence import add_evidence, crossing_line  # noqa: E402
+from studies.report_text import finite, readable  # noqa: E402
 from studies.validity import CHECKS  # noqa: E402
 
 DESCRIPTORS = ("layers", "heads", "mlp_width", "residual_width", "primitives", "selector_width")
 COLUMNS = ("program", "source", "num_params", "valid", "llc_mean", "llc_std", "half_rank", "effective_half_rank",
-           "half_dim", "ratio", *DESCRIPTORS, "reason")
+           "half_dim", "ratio", *DESCRIPTORS, "probe_step", "crossing_steps", "reason")
 
 
 def escalation_folders(source: Path) -> list:
@@ -78,42 +80,6 @@ def program_rows(source: Path) -> list:
                      **{k: t.get(k) for k in DESCRIPTORS}, "reason": use.get("reason", ""),
                      "failed_checks": [c for c in CHECKS if use.get(f"check_{c}") is False]})
     return rows
-
-
-def _table_sharpness_rungs(source: Path, table_sharpness: dict) -> dict:
-    """program -> its estimated `sharpness_ladder` rung at the table's own sharpness (a ladder keeps the other knob
-    at the table's value, so that rung compiles the table's weights)."""
-    path = source / "sharpness_ladder" / "metrics.json"
-    if not path.exists():
-        return {}
-    out = {}
-    for r in json.loads(path.read_text())["rows"]:
-        if r.get("estimated") and r["value"] == table_sharpness.get(r["knob"]):
-            out.setdefault(r["program"], r)
-    return out
-
-
-def add_evidence(rows: list, source: Path, table_sharpness: dict) -> None:
-    """In place: a program with no estimate in the table or its escalation runs gets, after its reason, the single
-    estimate at the table's sharpness from `sharpness_ladder` where there is one, and the projected cost of its
-    five checks from `estimate_cost` where that was measured."""
-    rungs = _table_sharpness_rungs(source, table_sharpness)
-    cost_path = source / "estimate_cost" / "metrics.json"
-    cost = json.loads(cost_path.read_text())["programs"] if cost_path.exists() else {}
-    for r in rows:
-        if finite(r["llc_mean"]):
-            continue
-        notes = []
-        rung = rungs.get(r["program"])
-        if rung is not None:
-            verdict = ("passed basin, bounds and R-hat" if rung["valid"] else f"not valid: {rung['reason']}")
-            notes.append(f"at the table's sharpness one estimate (sharpness_ladder) gives LLC {rung['llc_mean']:.1f} "
-                         f"+- {rung['llc_std']:.1f}, {verdict}; 4x-data and reparametrisation checks not run")
-        if r["program"] in cost:
-            notes.append(f"the five checks would take about {cost[r['program']]['projected_hours']:.2g} h of one "
-                         "core (estimate_cost)")
-        if notes:
-            r["reason"] = "; ".join([r["reason"], *notes]) if r["reason"] else "; ".join(notes)
 
 
 def tier_b(source: Path) -> list:
@@ -275,7 +241,7 @@ def run(source: Path, out_dir: Path) -> dict:
     add_evidence(rows, source, validity.get("sharpness", {}))
     st = statistics(rows)
     folders = [source / "complexity", *escalation_folders(source), source / "sharpness_ladder",
-               source / "estimate_cost"]
+               source / "estimate_cost", source / "landscape_probe"]
     sources = {str(d.relative_to(source)): json.loads((d / "config.json").read_text())["environment"]["git_commit"]
                for d in folders if (d / "config.json").exists()}
     config = {"scale": cfg.get("scale", "?"), "source": str(source), "source_commits": sources,
@@ -288,13 +254,14 @@ def run(source: Path, out_dir: Path) -> dict:
     setting = (f"gamma={validity['localization']:g}, n={validity['n']}, beta={validity['beta']:g}, "
                f"{validity['num_chains']} chains")
     figure(rows, extra, out_dir / "llc_vs_rank.png", f"Valid compiled-program LLCs, {setting}")
-    (out_dir / "README.md").write_text(readme(rows, extra, st, config, validity["num_chains"],
-                                              validity.get("sharpness", {})))
+    answer_lines = answer(st, rows, validity["num_chains"], extra, validity.get("sharpness", {}))
+    crossing = crossing_line(rows, validity["max_steps"])
+    (out_dir / "README.md").write_text(readme(rows, extra, config, answer_lines + ([crossing] if crossing else [])))
     return metrics
 
 
-def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int, table_sharpness: dict) -> str:
-    """The README, generated from the rows and statistics."""
+def readme(rows: list, extra: list, config: dict, answer_lines: list) -> str:
+    """The README, generated from the rows and the answer's lines."""
     env = config["environment"]
     made = ", ".join(f"`{k}` at `{v[:10]}`" for k, v in config["source_commits"].items())
     lines = ["# Question 1 over every valid estimate", "",
@@ -302,16 +269,18 @@ def readme(rows: list, extra: list, st: dict, config: dict, num_chains: int, tab
              f"from {made}; it samples nothing. Tier A: programs whose estimate passed all five validity checks "
              "(the largest-budget escalation run's row where one has an estimate, else the table's). Tier B: estimates that passed the "
              "checks one estimate can make alone; shown, never pooled with tier A.", "",
-             "## The answer", "", *answer(st, rows, num_chains, extra, table_sharpness), "",
+             "## The answer", "", *answer_lines, "",
              "## Programs", "",
-             "| program | params | from | LLC | rank/2 | LLC/(rank/2) | SelectorWidths | primitives | valid | why not |",
-             "|" + "---|" * 10]
+             "| program | params | from | LLC | rank/2 | LLC/(rank/2) | SelectorWidths | primitives | "
+             "steps to cross (probe) | valid | why not |",
+             "|" + "---|" * 11]
     for r in rows:
         llc = f"{r['llc_mean']:.2f} +- {r['llc_std']:.2f}" if finite(r["llc_mean"]) else "not estimated"
         ratio = f"{r['ratio']:.2f}" if finite(r["ratio"]) else "-"
         half = f"{r['half_rank']:.1f}" if finite(r["half_rank"]) else "-"
+        cross = readable(r["crossing_steps"]) if finite(r.get("crossing_steps")) else "not probed"
         lines.append(f"| {r['program']} | {r['num_params']} | {r['source']} | {llc} | {half} | {ratio} | "
-                     f"{r['selector_width']} | {r['primitives']} | {'yes' if r['valid'] else 'no'} | "
+                     f"{r['selector_width']} | {r['primitives']} | {cross} | {'yes' if r['valid'] else 'no'} | "
                      f"{r['reason'][:400]} |")
     if extra:
         ratios = np.array([r["ratio"] for r in extra])

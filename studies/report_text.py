@@ -31,6 +31,11 @@ def fmt(x, spec: str = ".3g", missing: str = "n/a (not measured)") -> str:
     return format(v, spec)
 
 
+def readable(x: float) -> str:
+    """A positive count or ratio as a reader takes it in: 0.31, 480, 1.4e+06."""
+    return f"{x:.2g}" if x < 10 else f"{x:.0f}" if x < 1e4 else f"{x:.1e}"
+
+
 def fmt_ci(ci, spec: str = ".3g") -> str:
     """[lo, hi] as text, or words when the interval is not available."""
     if not ci or any(c is None or (isinstance(c, float) and math.isnan(c)) for c in ci):

@@ -21,7 +21,17 @@ def _source(tmp_path):
     return src
 
 
-def test_escalation_reruns_the_protocol_and_reports_budgets(tmp_path):
+def test_escalation_refuses_what_would_be_the_table_itself_or_unknown_programs(tmp_path):
+    with pytest.raises(ValueError, match="escalate must be >= 1"):
+        run(_source(tmp_path), tmp_path / "o", ("identity",), escalate=0, workers=1)
+    with pytest.raises(ValueError, match="unknown programs"):
+        run(_source(tmp_path), tmp_path / "o", ("no_such_program",), escalate=1, workers=1)
+
+
+def test_escalation_reruns_the_protocol_reports_budgets_and_merges_runs(tmp_path):
+    """One escalation run of identity at the smoke budget (one run serves both halves: it is the slow part), then
+    `merge` with a second part as another run would write it: each run keeps its commit; duplicates and parts
+    at other settings are refused."""
     out = tmp_path / "out"
     metrics = run(_source(tmp_path), out, ("identity",), escalate=1, workers=1)
     row = metrics["programs"]["identity"]
@@ -36,17 +46,7 @@ def test_escalation_reruns_the_protocol_and_reports_budgets(tmp_path):
     assert json.loads((out / "config.json").read_text())["settings"]["escalate"] == 1
     assert (out / "escalation.csv").read_text().startswith("program,")
 
-
-def test_escalation_refuses_what_would_be_the_table_itself_or_unknown_programs(tmp_path):
-    with pytest.raises(ValueError, match="escalate must be >= 1"):
-        run(_source(tmp_path), tmp_path / "o", ("identity",), escalate=0, workers=1)
-    with pytest.raises(ValueError, match="unknown programs"):
-        run(_source(tmp_path), tmp_path / "o", ("no_such_program",), escalate=1, workers=1)
-
-
-def test_merge_combines_runs_keeping_each_commit_and_refuses_duplicates_or_other_settings(tmp_path):
-    a = tmp_path / "a"
-    run(_source(tmp_path), a, ("identity",), escalate=1, workers=1)
+    a = out
     b = tmp_path / "b"  # a second run, as if of another program at another commit
     b.mkdir()
     metrics = json.loads((a / "metrics.json").read_text())
@@ -56,12 +56,12 @@ def test_merge_combines_runs_keeping_each_commit_and_refuses_duplicates_or_other
     config["runs"][0].update(commit="b" * 40, programs=["length"], max_params=200_000)
     config["settings"]["max_params"] = 200_000  # a selection, not a sampling setting: merged, the largest is recorded
     (b / "config.json").write_text(json.dumps(config))
-    merged = merge([a, b], tmp_path / "out")
+    merged = merge([a, b], tmp_path / "merged")
     assert list(merged["programs"]) == ["identity", "length"]
-    readme = (tmp_path / "out" / "README.md").read_text()
+    readme = (tmp_path / "merged" / "README.md").read_text()
     assert "identity at commit" in readme and "length at commit `bbbbbbbbbb`" in readme
     assert readme.count("| identity |") == 1 and readme.count("| length |") == 1
-    merged_config = json.loads((tmp_path / "out" / "config.json").read_text())
+    merged_config = json.loads((tmp_path / "merged" / "config.json").read_text())
     assert len(merged_config["runs"]) == 2 and merged_config["settings"]["max_params"] == 200_000
     assert "max_params 200000" in readme
     assert "| not estimated (150000 params > 100000) | " in readme  # the table left it out; this run did not

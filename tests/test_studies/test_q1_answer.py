@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from studies import q1_answer
+from studies import q1_answer, q1_evidence
 
 
 def _row(prog, llc, half_rank, valid, sw=0, reason=""):
@@ -23,7 +23,7 @@ def _folders(tmp_path, table, escalation=None, ladders=None):
         metrics = {"programs": {r["program"]: r for r in rows}, "ladders": ladders or {}}
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
         config = {"environment": {"git_commit": name[0] * 40}, "settings": {"escalate": 1}, "scale": "quick",
-                  "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4,
+                  "config": {"validity": {"localization": 1e6, "n": 512, "beta": 1e7, "num_chains": 4, "max_steps": 4000,
                                           "sharpness": {"softmax_coldness": 100.0, "mlp_exactness": 100.0}}}}
         (tmp_path / name / "config.json").write_text(json.dumps(config))
     return tmp_path
@@ -169,3 +169,45 @@ def test_the_answer_says_whether_the_bounds_check_could_have_shaped_the_ratios(t
     rows[0]["llc_mean"], rows[0]["ratio"] = 8.6, 0.86  # 1% above its cut of 0.85
     line = next(x for x in q1_answer.answer(q1_answer.statistics(rows), rows, 4) if "Selection" in x)
     assert "may shape the lower end" in line
+
+
+def test_the_probe_sets_each_programs_crossing_cost_against_the_budget_and_the_valid_programs(tmp_path):
+    nan = float("nan")
+    table = [_row("a", 10.0, 10.0, True), _row("c", 12.0, 11.0, True), _row("d", 31.0, 30.0, True),
+             _row("walled", 3.0, 40.0, False, reason="R-hat 2.1"),
+             _row("big", nan, nan, False, reason="not estimated: 20000 parameters > max_params 3000")]
+    (tmp_path / "src").mkdir()
+    src = _folders(tmp_path / "src", table)
+    (src / "landscape_probe").mkdir()
+    steps = {"a": 0.01, "c": 0.002, "walled": 1e-6, "big": 0.005}  # d was not probed
+    (src / "landscape_probe" / "metrics.json").write_text(json.dumps(
+        {"programs": {p: {"step_size": v} for p, v in steps.items()}}))
+    (src / "landscape_probe" / "config.json").write_text(json.dumps({"environment": {"git_commit": "p" * 40}}))
+    metrics = q1_answer.run(src, tmp_path / "out")
+    progs = metrics["programs"]
+    assert progs["walled"]["crossing_steps"] == pytest.approx(1e6) and progs["a"]["probe_step"] == 0.01
+    assert math.isnan(progs["d"]["crossing_steps"])
+    readme = (tmp_path / "out" / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "landscape probe" in x)
+    assert "the valid programs need 100-500" in line and "budget of 4000 gradient" in line
+    # only the program whose crossing costs more than the whole budget is put down to the walls
+    assert "walled 1.0e+06: one crossing costs 250 x the whole budget" in line
+    assert "big 200: no more than a valid program, so the walls do not explain" in line
+    assert "larger budget" not in line
+    assert line.endswith("not probed: d.")
+    assert "| walled | 100 | complexity | 3.00 +- 0.50 | 40.0 | 0.07 | 0 | 2 | 1.0e+06 | no |" in readme
+    assert "| d | 100 | complexity | 31.00 +- 0.50 | 30.0 | 1.03 | 0 | 2 | not probed | yes |" in readme
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["source_commits"]["landscape_probe"] == "p" * 40
+
+
+def test_without_a_probed_valid_program_there_is_no_crossing_line():
+    rows = [dict(_row("a", 10.0, 10.0, True), crossing_steps=float("nan")),
+            dict(_row("b", 1.0, 10.0, False), crossing_steps=1e6)]
+    assert q1_evidence.crossing_line(rows, 4000) is None
+
+
+def test_a_crossing_dearer_than_every_valid_program_but_within_the_budget_is_not_put_down_to_the_walls():
+    rows = [dict(_row("a", 10.0, 10.0, True), crossing_steps=480.0),
+            dict(_row("b", 1.0, 10.0, False), crossing_steps=1572.0)]
+    line = q1_evidence.crossing_line(rows, 4000)
+    assert "b 1572: more than every valid program but within the budget" in line and "out of reach" not in line
