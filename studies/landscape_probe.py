@@ -7,7 +7,8 @@
    whitened units, and the acceptance), which also gives the Hessian at w*;
 2. runs `llc_estim.landscape.probe_landscape` with that Hessian: how far the whitened range stays quadratic, and at
    what fraction of the prior scale 1 / sqrt(gamma) the flat complement meets a wall;
-3. puts these beside the program's verdict in `results/complexity` and `results/complexity_escalation`.
+3. puts these beside the program's verdict: the table's (`results/complexity`), or that of the largest-budget
+   escalation run holding an estimate (`results/complexity_escalation` and its sub-folders).
 `--merge DIR DIR ...` combines folders of earlier runs (e.g. the large programs probed later, each run keeping its
 commit) into it instead, with the verdicts read anew. It is a supplement to the complexity study, not part of
 `make results`.
@@ -36,10 +37,10 @@ from rasp_models import registry  # noqa: E402
 from studies.common import REPO_ROOT, environment, json_default, results_root  # noqa: E402
 from studies.complexity_diagnostics import settings_from_config  # noqa: E402
 from studies.complexity_report import write_csv  # noqa: E402
+from studies.q1_answer import escalated_rows  # noqa: E402
+from studies.report_text import finite  # noqa: E402
 from studies.runner import run_jobs  # noqa: E402
 from studies.validity import ValiditySettings  # noqa: E402
-
-VERDICT_SOURCES = ("complexity", "complexity_escalation")  # later sources override earlier ones
 
 
 def job(program: str, st: ValiditySettings, steps: int) -> dict:
@@ -63,17 +64,13 @@ def job(program: str, st: ValiditySettings, steps: int) -> dict:
 
 
 def verdicts(results: Path) -> dict:
-    """program -> "valid", "not valid" or "not estimated", from the committed validity folders."""
-    out = {}
-    for name in VERDICT_SOURCES:
-        path = results / name / "metrics.json"
-        if not path.exists():
-            continue
-        for prog, row in json.loads(path.read_text())["programs"].items():
-            estimated = not math.isnan(float(row.get("llc_mean", math.nan)))
-            if estimated or prog not in out:
-                out[prog] = "valid" if row["valid"] else ("not valid" if estimated else "not estimated")
-    return out
+    """program -> "valid", "not valid" or "not estimated": the table's verdict, replaced by that of the
+    largest-budget escalation run holding an estimate (the rule `studies.q1_answer` answers by)."""
+    table = results / "complexity" / "metrics.json"
+    rows = json.loads(table.read_text())["programs"] if table.exists() else {}
+    rows.update({prog: row for prog, (row, _) in escalated_rows(results).items()})
+    return {prog: "valid" if row["valid"] else ("not valid" if finite(row.get("llc_mean")) else "not estimated")
+            for prog, row in rows.items()}
 
 
 def run(source: Path, out_dir: Path, programs: tuple, max_params: int, steps: int, workers: int) -> dict:

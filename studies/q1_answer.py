@@ -52,7 +52,7 @@ def escalation_folders(source: Path) -> list:
     return [d for d in (base, *sorted(p.parent for p in base.glob("*/metrics.json"))) if (d / "metrics.json").exists()]
 
 
-def _escalated(source: Path) -> dict:
+def escalated_rows(source: Path) -> dict:
     """program -> (row, folder name relative to `source`) of the largest-budget escalation run holding an estimate
     (the first folder among equal `escalate`)."""
     best = {}
@@ -68,7 +68,7 @@ def program_rows(source: Path) -> list:
     """One row per registered program: the largest-budget escalation estimate where there is one, else the
     table's."""
     table = json.loads((source / "complexity" / "metrics.json").read_text())["programs"]
-    esc = _escalated(source)
+    esc = escalated_rows(source)
     rows = []
     for prog, t in table.items():
         use, src = esc.get(prog, (t, "complexity"))

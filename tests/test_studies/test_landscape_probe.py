@@ -14,15 +14,25 @@ def _with_rows(tmp_path):
     (src / "metrics.json").write_text(json.dumps({"programs": {
         "identity": {"num_params": 366, "llc_mean": 20.0, "valid": False},
         "sort": {"num_params": 17019, "llc_mean": float("nan"), "valid": False}}}))
-    (tmp_path / "complexity_escalation").mkdir()
-    (tmp_path / "complexity_escalation" / "metrics.json").write_text(json.dumps({"programs": {
-        "identity": {"num_params": 366, "llc_mean": 21.0, "valid": True}}}))
+    _escalation(tmp_path / "complexity_escalation", 1, {"identity": {"num_params": 366, "llc_mean": 21.0,
+                                                                     "valid": True}})
     return src
+
+
+def _escalation(folder, escalate, programs):
+    folder.mkdir(exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps({"programs": programs}))
+    (folder / "config.json").write_text(json.dumps({"settings": {"escalate": escalate}}))
 
 
 def test_verdicts_take_the_supplement_over_the_table_and_mark_unestimated_programs(tmp_path):
     _with_rows(tmp_path)
     assert verdicts(tmp_path) == {"identity": "valid", "sort": "not estimated"}
+    # a sub-folder run at a larger budget decides, whatever its verdict (as in q1_answer); one without an
+    # estimate does not
+    _escalation(tmp_path / "complexity_escalation" / "identity_escalate_3", 3,
+                {"identity": {"llc_mean": 25.0, "valid": False}, "sort": {"llc_mean": float("nan"), "valid": False}})
+    assert verdicts(tmp_path) == {"identity": "not valid", "sort": "not estimated"}
 
 
 def test_unknown_programs_are_refused(tmp_path):
@@ -58,9 +68,9 @@ def test_the_probe_runs_within_max_params_and_its_parts_merge_with_the_verdicts_
     c["max_params"], c["not_probed"] = 25000, []
     (second / "config.json").write_text(json.dumps(c))
     # the verdicts have changed since the first part ran: sort now has a valid estimate
-    (tmp_path / "complexity_escalation" / "metrics.json").write_text(json.dumps({"programs": {
+    _escalation(tmp_path / "complexity_escalation", 1, {
         "identity": {"num_params": 366, "llc_mean": 21.0, "valid": True},
-        "sort": {"num_params": 17019, "llc_mean": 90.0, "valid": True}}}))
+        "sort": {"num_params": 17019, "llc_mean": 90.0, "valid": True}})
     out = tmp_path / "merged"
     metrics = merge([first, second], out, tmp_path)
     assert sorted(metrics["programs"]) == ["identity", "sort"]
