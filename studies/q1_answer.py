@@ -142,12 +142,14 @@ def _rescued(rows: list, extra: list, table_sharpness: dict) -> dict:
     return out
 
 
-def answer(st: dict, rows: list, num_chains: int, extra: tuple = (), table_sharpness: Optional[dict] = None) -> list:
+def answer(st: dict, rows: list, num_chains: int, extra: tuple = (), table_sharpness: Optional[dict] = None,
+           evidence: tuple = ()) -> list:
     """The README's answer lines, each a branch on the statistics (and on tier B's rungs of programs not valid at
-    the table's sharpness)."""
+    the table's sharpness); `evidence` lines (why the other programs are not valid) come before "How sure"."""
     n_total = len(rows)
     if st["num_valid"] < 3:
-        return [f"- **Only {st['num_valid']} of {n_total} programs have a valid estimate: too few to answer Q1.**"]
+        return [f"- **Only {st['num_valid']} of {n_total} programs have a valid estimate: too few to answer Q1.**",
+                *evidence]
     close = 0.9 <= st["ratio_min"] and st["ratio_max"] <= 1.3
     spread = (f"LLC / (rank/2) lies in [{st['ratio_min']:.2f}, {st['ratio_max']:.2f}] (median {st['ratio_median']:.2f}, "
               f"mean {st['ratio_mean']:.2f}, 95% t interval [{st['ratio_ci95'][0]:.2f}, {st['ratio_ci95'][1]:.2f}]), "
@@ -190,6 +192,7 @@ def answer(st: dict, rows: list, num_chains: int, extra: tuple = (), table_sharp
                                       for r in rs) for prog, rs in rescued.items())
             + ". Each such rung computes the program exactly and passed the checks one estimate can make alone "
             "(basin, bounds, R-hat); these programs stay out of the statistics above.")
+    lines += evidence
     largest = max(r["num_params"] for r in rows if r["valid"])
     lines.append(f"- How sure: each LLC is one estimate of {num_chains} chains whose five checks passed (basin, 4x "
                  "data, reparametrisation, bounds, R-hat with a clean estimator verdict); the statistics are over "
@@ -254,9 +257,10 @@ def run(source: Path, out_dir: Path) -> dict:
     setting = (f"gamma={validity['localization']:g}, n={validity['n']}, beta={validity['beta']:g}, "
                f"{validity['num_chains']} chains")
     figure(rows, extra, out_dir / "llc_vs_rank.png", f"Valid compiled-program LLCs, {setting}")
-    answer_lines = answer(st, rows, validity["num_chains"], extra, validity.get("sharpness", {}))
     crossing = crossing_line(rows, validity["max_steps"])
-    (out_dir / "README.md").write_text(readme(rows, extra, config, answer_lines + ([crossing] if crossing else [])))
+    answer_lines = answer(st, rows, validity["num_chains"], extra, validity.get("sharpness", {}),
+                          (crossing,) if crossing else ())
+    (out_dir / "README.md").write_text(readme(rows, extra, config, answer_lines))
     return metrics
 
 

@@ -188,7 +188,9 @@ def test_the_probe_sets_each_programs_crossing_cost_against_the_budget_and_the_v
     assert progs["walled"]["crossing_steps"] == pytest.approx(1e6) and progs["a"]["probe_step"] == 0.01
     assert math.isnan(progs["d"]["crossing_steps"])
     readme = (tmp_path / "out" / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if "landscape probe" in x)
+    lines = readme.splitlines()
+    line = next(x for x in lines if "landscape probe" in x)
+    assert lines[lines.index(line) + 1].startswith("- How sure")  # the evidence comes before how sure the answer is
     assert "the valid programs need 100-500" in line and "budget of 4000 gradient" in line
     # only the program whose crossing costs more than the whole budget is put down to the walls
     assert "walled 1.0e+06: one crossing costs 250 x the whole budget" in line
