@@ -42,7 +42,7 @@ from studies.validity import CHECKS  # noqa: E402
 
 DESCRIPTORS = ("layers", "heads", "mlp_width", "residual_width", "primitives", "selector_width")
 COLUMNS = ("program", "source", "num_params", "valid", "llc_mean", "llc_std", "half_rank", "effective_half_rank",
-           "half_dim", "ratio", *DESCRIPTORS, "probe_step", "crossing_steps", "reason")
+           "half_dim", "ratio", *DESCRIPTORS, "probe_step", "crossing_steps", "seconds_per_eval", "reason")
 
 
 def escalation_folders(source: Path) -> list:

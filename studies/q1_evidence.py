@@ -35,7 +35,8 @@ def add_evidence(rows: list, source: Path, table_sharpness: dict) -> None:
     """In place: a program with no estimate in the table or its escalation runs gets, after its reason, the single
     estimate at the table's sharpness from `sharpness_ladder` where there is one, and the projected cost of its
     five checks from `estimate_cost` where that was measured. Every row gets the probe's `probe_step` and
-    `crossing_steps` (nan where the program was not probed)."""
+    `crossing_steps`, and `estimate_cost`'s CPU seconds of one gradient evaluation of all chains on the table's data,
+    `seconds_per_eval` (nan where not measured)."""
     rungs = _table_sharpness_rungs(source, table_sharpness)
     cost_path = source / "estimate_cost" / "metrics.json"
     cost = json.loads(cost_path.read_text())["programs"] if cost_path.exists() else {}
@@ -43,6 +44,7 @@ def add_evidence(rows: list, source: Path, table_sharpness: dict) -> None:
     for r in rows:
         step = probe.get(r["program"], math.nan)
         r["probe_step"], r["crossing_steps"] = step, 1.0 / step if finite(step) and step > 0 else math.nan
+        r["seconds_per_eval"] = float(cost.get(r["program"], {}).get("cpu_seconds_per_eval_n", math.nan))
         if finite(r["llc_mean"]):
             continue
         notes = []
@@ -91,6 +93,13 @@ def crossing_line(rows: list, budget: int) -> Optional[str]:
         line += (f"; {costs(beyond)}: one crossing costs {_span([r['crossing_steps'] / budget for r in beyond])} x "
                  "the whole budget, so their chains cannot cross the range even once and the walls, not the number "
                  "of parameters, put a valid estimate out of reach at this budget")
+        fewest = min(budget / r["crossing_steps"] for r in ok)  # crossings per budget, the valid programs' least
+        timed = [r for r in beyond if finite(r.get("seconds_per_eval"))]
+        if timed:
+            line += (f"; given as many crossings as the valid program with the fewest had ({fewest:.1f} in the "
+                     "budget), the base estimate alone would take about " + ", ".join(
+                         f"{r['program']} {readable(fewest * r['crossing_steps'] * r['seconds_per_eval'] / 3600)}"
+                         for r in timed) + " h of one core (estimate_cost's time per gradient evaluation)")
     if costlier:
         line += (f"; {costs(costlier)}: more than every valid program but within the budget, so a larger budget "
                  f"may make {'it' if len(costlier) == 1 else 'them'} valid")

@@ -183,6 +183,9 @@ def test_the_probe_sets_each_programs_crossing_cost_against_the_budget_and_the_v
     (src / "landscape_probe" / "metrics.json").write_text(json.dumps(
         {"programs": {p: {"step_size": v} for p, v in steps.items()}}))
     (src / "landscape_probe" / "config.json").write_text(json.dumps({"environment": {"git_commit": "p" * 40}}))
+    (src / "estimate_cost").mkdir()
+    (src / "estimate_cost" / "metrics.json").write_text(json.dumps(
+        {"programs": {"walled": {"projected_hours": 1.0, "cpu_seconds_per_eval_n": 0.36}}}))
     metrics = q1_answer.run(src, tmp_path / "out")
     progs = metrics["programs"]
     assert progs["walled"]["crossing_steps"] == pytest.approx(1e6) and progs["a"]["probe_step"] == 0.01
@@ -194,6 +197,8 @@ def test_the_probe_sets_each_programs_crossing_cost_against_the_budget_and_the_v
     assert "the valid programs need 100-500" in line and "budget of 4000 gradient" in line
     # only the program whose crossing costs more than the whole budget is put down to the walls
     assert "walled 1.0e+06: one crossing costs 250 x the whole budget" in line
+    # c had the fewest crossings in the budget of the valid programs (4000 / 500 = 8): 8 x 1e6 evaluations x 0.36 s
+    assert "the fewest had (8.0 in the budget), the base estimate alone would take about walled 800 h" in line
     assert "big 200: no more than a valid program, so the walls do not explain" in line
     assert "larger budget" not in line
     assert line.endswith("not probed: d.")
